@@ -1,0 +1,380 @@
+//! Reading a logical page through its delta chain.
+//!
+//! A lookup walks the chain newest-first and stops at the first record that mentions its key (an
+//! insert returns the value, a delete returns "absent"); only if none does, it binary-searches the
+//! base page. Routing in an inner page works the same way: an index-entry delta whose range holds
+//! the probe answers at once, otherwise the base page's separators decide.
+//!
+//! *Collecting* a page (for consolidation, splits and scans) replays the chain onto the base page:
+//! the deltas are gathered, sorted by key with the newest first, and merged with the base page's
+//! sorted run in one pass.
+//!
+//! # Why an index entry may answer from its own range
+//! An index-entry delta `[separator, child_high) -> child` was posted when the parent routed all of
+//! that range to the child's left neighbour. A later split of `child` posts a *newer* entry, which a
+//! newest-first walk meets first. Routing is therefore never too far right; at worst it is too far
+//! left (a page that has since split), which the B-link rule repairs by following right links. Page
+//! low keys never change for a PID, which is what makes "too far left" detectable and safe.
+
+use core::cmp::Ordering as CmpOrdering;
+use core::ops::Bound;
+
+use crate::mapping::Pid;
+use crate::node::{Body, Node};
+
+/// What a descent is looking for. Implemented by zero-sized or reference types so that every
+/// traversal is monomorphised for its probe and the hot `At` case compiles to plain comparisons.
+pub(crate) trait Probe<K> {
+    /// Whether the probe lies at or to the right of the bound `s` (`None` = +infinity, never).
+    fn right_of(&self, bound: Option<&K>) -> bool;
+}
+
+/// The page that holds `key`.
+pub(crate) struct At<'k, K>(pub(crate) &'k K);
+/// The page that holds the greatest keys `< key` (for reverse scans).
+pub(crate) struct Below<'k, K>(pub(crate) &'k K);
+/// The leftmost page of a level.
+pub(crate) struct First;
+/// The rightmost page of a level.
+pub(crate) struct Last;
+
+impl<K: Ord> Probe<K> for At<'_, K> {
+    #[inline]
+    fn right_of(&self, bound: Option<&K>) -> bool {
+        bound.is_some_and(|s| s <= self.0)
+    }
+}
+
+impl<K: Ord> Probe<K> for Below<'_, K> {
+    #[inline]
+    fn right_of(&self, bound: Option<&K>) -> bool {
+        bound.is_some_and(|s| s < self.0)
+    }
+}
+
+impl<K> Probe<K> for First {
+    #[inline]
+    fn right_of(&self, _bound: Option<&K>) -> bool {
+        false
+    }
+}
+
+impl<K> Probe<K> for Last {
+    #[inline]
+    fn right_of(&self, bound: Option<&K>) -> bool {
+        bound.is_some()
+    }
+}
+
+/// The value a leaf page holds for `key`. `key` must lie in the page's range.
+#[inline]
+pub(crate) fn leaf_get<'n, K: Ord, V>(head: &'n Node<K, V>, key: &K) -> Option<&'n V> {
+    let mut node = head;
+    loop {
+        match &node.body {
+            Body::Insert { key: k, value, .. } => {
+                if k == key {
+                    return Some(value);
+                }
+            }
+            Body::Delete { key: k, .. } => {
+                if k == key {
+                    return None;
+                }
+            }
+            Body::Leaf(base) => return base.get(key),
+            Body::Split { .. } => {}
+            Body::Inner(_) | Body::IndexEntry { .. } => {
+                debug_assert!(false, "inner node in a leaf chain");
+                return None;
+            }
+        }
+        node = node.next().expect("a delta always has a successor");
+    }
+}
+
+/// The child of an inner page that the probe should descend into.
+#[inline]
+pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: &Node<K, V>, probe: &P) -> Pid {
+    let mut node = head;
+    loop {
+        match &node.body {
+            Body::IndexEntry {
+                separator,
+                child,
+                child_high,
+                ..
+            } => {
+                if probe.right_of(Some(separator)) && !probe.right_of(child_high.as_ref()) {
+                    return *child;
+                }
+            }
+            Body::Inner(base) => {
+                let i = base
+                    .separators()
+                    .partition_point(|s| probe.right_of(Some(s)));
+                return base.children()[i];
+            }
+            Body::Split { .. } => {}
+            Body::Leaf(_) | Body::Insert { .. } | Body::Delete { .. } => {
+                unreachable!("leaf node in an inner chain")
+            }
+        }
+        node = node.next().expect("a delta always has a successor");
+    }
+}
+
+/// Whether `key` lies inside `(lo, hi)` bounds.
+#[inline]
+pub(crate) fn in_bounds<K: Ord>(key: &K, lo: Bound<&K>, hi: Bound<&K>) -> bool {
+    let above = match lo {
+        Bound::Included(l) => key >= l,
+        Bound::Excluded(l) => key > l,
+        Bound::Unbounded => true,
+    };
+    above
+        && match hi {
+            Bound::Included(h) => key <= h,
+            Bound::Excluded(h) => key < h,
+            Bound::Unbounded => true,
+        }
+}
+
+/// Appends to `out`, in ascending key order, every record of the leaf page whose key lies within
+/// `(lo, hi)`: the page's logical content as of `head`.
+pub(crate) fn collect_leaf<'n, K: Ord, V>(
+    head: &'n Node<K, V>,
+    lo: Bound<&K>,
+    hi: Bound<&K>,
+    out: &mut Vec<(&'n K, &'n V)>,
+) {
+    // Newest first; `None` marks a delete.
+    let mut deltas: Vec<(&'n K, Option<&'n V>)> = Vec::new();
+    let mut node = head;
+    let base = loop {
+        match &node.body {
+            Body::Insert { key, value, .. } => {
+                if in_bounds(key, lo, hi) {
+                    deltas.push((key, Some(value)));
+                }
+            }
+            Body::Delete { key, .. } => {
+                if in_bounds(key, lo, hi) {
+                    deltas.push((key, None));
+                }
+            }
+            Body::Split { .. } => {}
+            Body::Leaf(base) => break base,
+            Body::Inner(_) | Body::IndexEntry { .. } => unreachable!("inner node in a leaf chain"),
+        }
+        node = node.next().expect("a delta always has a successor");
+    };
+
+    let start = match lo {
+        Bound::Included(l) => base.lower_bound(l, false),
+        Bound::Excluded(l) => base.lower_bound(l, true),
+        Bound::Unbounded => 0,
+    };
+    let end = match hi {
+        Bound::Included(h) => base.lower_bound(h, true),
+        Bound::Excluded(h) => base.lower_bound(h, false),
+        Bound::Unbounded => base.keys().len(),
+    };
+    let end = end.max(start);
+    let keys = &base.keys()[start..end];
+    let values = &base.values()[start..end];
+
+    if deltas.is_empty() {
+        out.extend(keys.iter().zip(values));
+        return;
+    }
+    // A stable sort keeps the newest record of each key first; drop the older ones.
+    deltas.sort_by(|a, b| a.0.cmp(b.0));
+    deltas.dedup_by(|later, first| later.0 == first.0);
+
+    out.reserve(keys.len() + deltas.len());
+    let mut base_iter = keys.iter().zip(values).peekable();
+    for (key, value) in deltas {
+        while let Some(&(base_key, base_value)) = base_iter.peek() {
+            match base_key.cmp(key) {
+                CmpOrdering::Less => {
+                    out.push((base_key, base_value));
+                    base_iter.next();
+                }
+                CmpOrdering::Equal => {
+                    base_iter.next();
+                    break;
+                }
+                CmpOrdering::Greater => break,
+            }
+        }
+        if let Some(value) = value {
+            out.push((key, value));
+        }
+    }
+    out.extend(base_iter);
+}
+
+/// The logical content of an inner page as of `head`: its children in key order, each with its low
+/// key (`None` for the first child, which starts at the page's own low key).
+pub(crate) fn collect_inner<'n, K: Ord, V>(head: &'n Node<K, V>) -> Vec<(Option<&'n K>, Pid)> {
+    let mut entries: Vec<(&'n K, Pid)> = Vec::new();
+    let mut node = head;
+    let base = loop {
+        match &node.body {
+            Body::IndexEntry {
+                separator, child, ..
+            } => entries.push((separator, *child)),
+            Body::Split { .. } => {}
+            Body::Inner(base) => break base,
+            Body::Leaf(_) | Body::Insert { .. } | Body::Delete { .. } => {
+                unreachable!("leaf node in an inner chain")
+            }
+        }
+        node = node.next().expect("a delta always has a successor");
+    };
+    let mut children: Vec<(Option<&'n K>, Pid)> = Vec::with_capacity(base.children().len() + entries.len());
+    children.push((None, base.children()[0]));
+    children.extend(
+        base.separators()
+            .iter()
+            .zip(&base.children()[1..])
+            .map(|(s, c)| (Some(s), *c)),
+    );
+    // Oldest first, so that a later entry for the same separator wins.
+    for (separator, child) in entries.into_iter().rev() {
+        let at = children.partition_point(|(low, _)| low.is_none_or(|low| low < separator));
+        match children.get(at) {
+            Some((Some(low), _)) if *low == separator => children[at].1 = child,
+            _ => children.insert(at, (Some(separator), child)),
+        }
+    }
+    // Drop anything a split moved to the right sibling (entries are kept below `high`).
+    if let Some(high) = head.high() {
+        children.retain(|(low, _)| low.is_none_or(|low| low < high));
+    }
+    children
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::reclaim::free_chain_now;
+    use core::ptr;
+
+    /// Builds a leaf chain from a base page and `(key, Some(value) | None)` deltas, oldest first.
+    fn leaf_chain(base: &[(u64, u64)], deltas: &[(u64, Option<u64>)]) -> *mut Node<u64, u64> {
+        let (keys, values) = base.iter().copied().unzip();
+        let mut head = Node::leaf_base(None, None, Pid::NONE, keys, values).into_box();
+        for &(key, value) in deltas {
+            let body = match value {
+                Some(value) => Body::Insert {
+                    next: ptr::null(),
+                    key,
+                    value,
+                },
+                None => Body::Delete {
+                    next: ptr::null(),
+                    key,
+                },
+            };
+            let prev = Box::into_raw(head);
+            // SAFETY: `prev` is a live node we just leaked; the new delta takes ownership of it.
+            head = Node::delta(unsafe { &*prev }, body, 0).into_box();
+        }
+        Box::into_raw(head)
+    }
+
+    fn collect_all(head: *mut Node<u64, u64>, lo: Bound<&u64>, hi: Bound<&u64>) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        // SAFETY: the chain is alive until the caller frees it.
+        collect_leaf(unsafe { &*head }, lo, hi, &mut out);
+        out.into_iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    #[test]
+    fn newest_delta_wins_in_get_and_collect() {
+        let head = leaf_chain(&[(1, 10), (3, 30), (5, 50)], &[
+            (3, None),
+            (4, Some(40)),
+            (3, Some(31)),
+            (1, None),
+            (6, Some(60)),
+        ]);
+        // SAFETY: `head` is alive until freed below.
+        let node = unsafe { &*head };
+        assert_eq!(leaf_get(node, &1), None);
+        assert_eq!(leaf_get(node, &3), Some(&31));
+        assert_eq!(leaf_get(node, &4), Some(&40));
+        assert_eq!(leaf_get(node, &5), Some(&50));
+        assert_eq!(leaf_get(node, &2), None);
+        assert_eq!(node.meta.depth, 5);
+        assert_eq!(
+            collect_all(head, Bound::Unbounded, Bound::Unbounded),
+            vec![(3, 31), (4, 40), (5, 50), (6, 60)]
+        );
+        assert_eq!(
+            collect_all(head, Bound::Excluded(&3), Bound::Included(&5)),
+            vec![(4, 40), (5, 50)]
+        );
+        assert_eq!(
+            collect_all(head, Bound::Included(&3), Bound::Excluded(&5)),
+            vec![(3, 31), (4, 40)]
+        );
+        assert_eq!(collect_all(head, Bound::Included(&7), Bound::Unbounded), vec![]);
+        // SAFETY: built above and no longer used.
+        unsafe { free_chain_now(head) };
+    }
+
+    #[test]
+    fn index_entries_route_by_their_own_range() {
+        let base = Node::<u64, u64>::inner_base(1, None, None, Pid::NONE, vec![100], vec![
+            Pid(1),
+            Pid(2),
+        ]);
+        let base = Box::into_raw(base.into_box());
+        // Pid(1) split at 50 into Pid(3); then Pid(3) split at 70 into Pid(4).
+        // SAFETY: `base` is alive; each delta takes ownership of its predecessor.
+        let e1 = Node::delta(unsafe { &*base }, Body::IndexEntry {
+            next: ptr::null(),
+            separator: 50,
+            child: Pid(3),
+            child_high: Some(100),
+        }, 3);
+        let e1 = Box::into_raw(e1.into_box());
+        // SAFETY: as above.
+        let e2 = Node::delta(unsafe { &*e1 }, Body::IndexEntry {
+            next: ptr::null(),
+            separator: 70,
+            child: Pid(4),
+            child_high: Some(100),
+        }, 4);
+        let head = Box::into_raw(e2.into_box());
+        // SAFETY: alive until freed below.
+        let node = unsafe { &*head };
+        let route = |k: u64| inner_route(node, &At(&k));
+        assert_eq!(route(0), Pid(1));
+        assert_eq!(route(49), Pid(1));
+        assert_eq!(route(50), Pid(3));
+        assert_eq!(route(69), Pid(3));
+        assert_eq!(route(70), Pid(4));
+        assert_eq!(route(99), Pid(4));
+        assert_eq!(route(100), Pid(2));
+        assert_eq!(inner_route(node, &Below(&70)), Pid(3));
+        assert_eq!(inner_route(node, &Below(&71)), Pid(4));
+        assert_eq!(inner_route(node, &First), Pid(1));
+        assert_eq!(inner_route(node, &Last), Pid(2));
+        let children: Vec<_> = collect_inner(node)
+            .into_iter()
+            .map(|(low, pid)| (low.copied(), pid))
+            .collect();
+        assert_eq!(children, vec![
+            (None, Pid(1)),
+            (Some(50), Pid(3)),
+            (Some(70), Pid(4)),
+            (Some(100), Pid(2))
+        ]);
+        // SAFETY: built above and no longer used.
+        unsafe { free_chain_now(head) };
+    }
+}

@@ -1,0 +1,196 @@
+//! Tree configuration: page capacities, delta-chain thresholds and where maintenance runs.
+//!
+//! Every field is checked by [`Config::validate`]; [`BwTree::with_config`](crate::BwTree::with_config)
+//! returns the first violation as a [`ConfigError`] instead of panicking later.
+
+use core::fmt;
+
+/// Largest accepted page capacity or chain threshold.
+///
+/// Page sizes and chain lengths are kept in 32-bit counters inside every page header; the cap also
+/// keeps a single consolidation's work (and allocation) bounded.
+pub const MAX_PAGE_CAPACITY: usize = 1 << 20;
+
+/// Largest accepted delta-chain threshold (chains are walked on every access, so longer ones make no
+/// sense; the bound keeps the depth counter far from overflow).
+pub const MAX_CHAIN_THRESHOLD: usize = 1 << 10;
+
+/// Where consolidation and splits run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Maintenance {
+    /// The thread whose operation makes a chain too long or a page too large consolidates or splits
+    /// it right after finishing its own operation (the Bw-tree paper's policy).
+    #[default]
+    Inline,
+    /// Operations leave consolidation and splits to a background thread started with
+    /// [`BwTree::start_maintenance`](crate::BwTree::start_maintenance). To keep every page bounded
+    /// when that thread falls behind (or was never started), an operation still does the work inline
+    /// once a chain reaches [`Config::BACKGROUND_HARD_FACTOR`] times its threshold or a page holds that
+    /// many times its capacity. Completing *unfinished* structure modifications met on the way (help
+    /// along) is never deferred: correctness needs it.
+    Background,
+}
+
+/// Tuning knobs of a [`BwTree`](crate::BwTree).
+///
+/// The defaults were chosen by measurement on the crate's own benchmark (see the README's
+/// "Configuration" section and `examples/tune.rs`): for 8-byte keys and values, 64-entry leaves and
+/// inner pages with a leaf chain threshold of 8 and an inner threshold of 2 gave the best mix of get
+/// and insert throughput. The Bw-tree paper (ICDE'13, Fig. 5) reports the best leaf chain threshold
+/// near 8 for 8-byte keys; OpenBw-Tree (SIGMOD'18) used leaf chains of 8–24, inner chains of 2–8 and
+/// pages of 64–128 entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Maximum number of records in a leaf page; one more triggers a split. At least 2.
+    pub leaf_capacity: usize,
+    /// Maximum number of children of an inner page; one more triggers a split. At least 3.
+    pub inner_capacity: usize,
+    /// A leaf whose delta chain grows longer than this is consolidated into a new base page. At least 1.
+    pub leaf_chain_threshold: usize,
+    /// An inner page whose delta chain grows longer than this is consolidated. At least 1. Inner pages
+    /// are read by every operation, so they are kept short.
+    pub inner_chain_threshold: usize,
+    /// Where consolidations and splits run.
+    pub maintenance: Maintenance,
+}
+
+impl Config {
+    /// In [`Maintenance::Background`] mode, the multiple of a threshold (chain length or page
+    /// capacity) at which an operation stops waiting for the background thread and does the work.
+    pub const BACKGROUND_HARD_FACTOR: usize = 4;
+
+    /// Checks every field; returns the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range("leaf_capacity", self.leaf_capacity, 2, MAX_PAGE_CAPACITY)?;
+        check_range("inner_capacity", self.inner_capacity, 3, MAX_PAGE_CAPACITY)?;
+        check_range(
+            "leaf_chain_threshold",
+            self.leaf_chain_threshold,
+            1,
+            MAX_CHAIN_THRESHOLD,
+        )?;
+        check_range(
+            "inner_chain_threshold",
+            self.inner_chain_threshold,
+            1,
+            MAX_CHAIN_THRESHOLD,
+        )?;
+        Ok(())
+    }
+
+    /// Tiny pages and chains that make splits and consolidations happen after a handful of
+    /// operations: what the crate's own tests use to exercise every structure modification.
+    pub fn tiny() -> Self {
+        Config {
+            leaf_capacity: 4,
+            inner_capacity: 4,
+            leaf_chain_threshold: 2,
+            inner_chain_threshold: 1,
+            maintenance: Maintenance::Inline,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            leaf_capacity: 64,
+            inner_capacity: 64,
+            leaf_chain_threshold: 8,
+            inner_chain_threshold: 2,
+            maintenance: Maintenance::Inline,
+        }
+    }
+}
+
+fn check_range(field: &'static str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        Err(ConfigError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a [`Config`] was rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A numeric field lies outside its accepted range.
+    OutOfRange {
+        /// The name of the offending field.
+        field: &'static str,
+        /// The value given.
+        value: usize,
+        /// Smallest accepted value.
+        min: usize,
+        /// Largest accepted value.
+        max: usize,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::OutOfRange {
+                field,
+                value,
+                min,
+                max,
+            } => write!(
+                f,
+                "invalid bwtree config: {field} = {value} is outside the accepted range {min}..={max}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_and_tiny_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Config::tiny().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_bound_is_checked() {
+        let cases: [(fn(&mut Config), &str); 6] = [
+            (|c| c.leaf_capacity = 1, "leaf_capacity"),
+            (|c| c.inner_capacity = 2, "inner_capacity"),
+            (|c| c.leaf_chain_threshold = 0, "leaf_chain_threshold"),
+            (|c| c.inner_chain_threshold = 0, "inner_chain_threshold"),
+            (|c| c.leaf_capacity = MAX_PAGE_CAPACITY + 1, "leaf_capacity"),
+            (
+                |c| c.inner_chain_threshold = MAX_CHAIN_THRESHOLD + 1,
+                "inner_chain_threshold",
+            ),
+        ];
+        for (break_it, name) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            match config.validate() {
+                Err(ConfigError::OutOfRange { field, .. }) => assert_eq!(field, name),
+                other => panic!("{name}: expected an error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn error_message_names_the_field() {
+        let config = Config {
+            leaf_capacity: 0,
+            ..Config::default()
+        };
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("leaf_capacity = 0"), "{message}");
+    }
+}

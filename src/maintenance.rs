@@ -1,0 +1,142 @@
+//! Maintenance passes: consolidating long chains, splitting large pages and completing unfinished
+//! splits, either on demand ([`BwTree::run_maintenance`]) or on a background thread
+//! ([`BwTree::start_maintenance`]).
+//!
+//! A pass visits every PID in the mapping table once and, for each live page, does what an
+//! operation would have done inline: complete a split that is still the newest node of its chain,
+//! split a page over capacity, consolidate a chain over its threshold. It uses the same CAS-based
+//! steps as the inline path, so it needs no coordination with concurrent operations: if it loses a
+//! race it simply moves on. In [`Maintenance::Background`](crate::Maintenance::Background) mode
+//! operations leave this work to the thread (up to a hard limit); in the default inline mode the
+//! thread only picks up what operations left behind.
+
+use std::sync::Weak;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::BwTree;
+use crate::mapping::Pid;
+use crate::node::Body;
+use crate::traverse::PageRef;
+
+/// What one maintenance pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Live pages visited.
+    pub pages: u64,
+    /// Chains replaced by a new base page.
+    pub consolidations: u64,
+    /// Pages split.
+    pub splits: u64,
+    /// Unfinished splits whose index entry the pass posted (or found posted).
+    pub splits_completed: u64,
+}
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Runs one maintenance pass over every page (see the module docs). Safe to call at any time,
+    /// from any number of threads.
+    pub fn run_maintenance(&self) -> MaintenanceReport {
+        let mut report = MaintenanceReport::default();
+        let mut guard = self.guard();
+        for raw in 1..=self.table.high_water() {
+            if raw % 256 == 0 {
+                // Let reclamation advance during long passes.
+                guard.repin();
+            }
+            let pid = Pid(raw);
+            let ptr = self.table.load(pid, &guard);
+            if ptr.is_null() {
+                continue;
+            }
+            report.pages += 1;
+            let mut page = PageRef { pid, ptr };
+            if matches!(page.node().body, Body::Split { .. }) {
+                if self.complete_split(page, &guard).is_ok() {
+                    report.splits_completed += 1;
+                }
+                let reloaded = self.table.load(pid, &guard);
+                if reloaded.is_null() {
+                    continue;
+                }
+                page = PageRef { pid, ptr: reloaded };
+            }
+            let node = page.node();
+            let (capacity, threshold) = self.limits(node.meta.level);
+            if node.meta.size as usize > capacity {
+                report.splits += u64::from(self.split(page, &guard));
+            } else if node.meta.depth as usize > threshold {
+                report.consolidations += u64::from(self.consolidate(page, &guard));
+            }
+        }
+        report
+    }
+
+    /// Starts a background thread that runs a maintenance pass every `interval` until the returned
+    /// handle is stopped or dropped, or the tree is dropped.
+    #[cfg(not(loom))]
+    pub fn start_maintenance(self: &std::sync::Arc<Self>, interval: Duration) -> MaintenanceHandle {
+        let tree: Weak<Self> = std::sync::Arc::downgrade(self);
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("bwtree-maintenance".into())
+            .spawn(move || {
+                let mut total = MaintenanceReport::default();
+                // Relaxed: the flag carries no data; `stop` joins the thread, which synchronises.
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Some(tree) = tree.upgrade() else { break };
+                    let pass = tree.run_maintenance();
+                    drop(tree);
+                    total.pages += pass.pages;
+                    total.consolidations += pass.consolidations;
+                    total.splits += pass.splits;
+                    total.splits_completed += pass.splits_completed;
+                    std::thread::park_timeout(interval);
+                }
+                total
+            })
+            .expect("failed to spawn the maintenance thread");
+        MaintenanceHandle {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Controls the background maintenance thread started by [`BwTree::start_maintenance`]; dropping it
+/// stops the thread.
+#[derive(Debug)]
+pub struct MaintenanceHandle {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<JoinHandle<MaintenanceReport>>,
+}
+
+impl MaintenanceHandle {
+    /// Stops the thread, waits for it, and returns the sum of what its passes did.
+    pub fn stop(mut self) -> MaintenanceReport {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> MaintenanceReport {
+        // Relaxed: see the load in the thread; the join below synchronises.
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.thread.take() {
+            Some(thread) => {
+                thread.thread().unpark();
+                thread.join().unwrap_or_default()
+            }
+            None => MaintenanceReport::default(),
+        }
+    }
+}
+
+impl Drop for MaintenanceHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,386 @@
+//! The mapping table: logical page ids (PIDs) to the current state of each page.
+//!
+//! Every link between pages — a child pointer in an inner page, a right-sibling link — is a [`Pid`],
+//! never a memory address. Changing a page therefore means one compare-and-swap on its slot here,
+//! and nothing that refers to the page needs to be touched.
+//!
+//! # Layout
+//! The table is a two-level array whose segments grow geometrically: segment `s` holds
+//! `FIRST_SEGMENT << s` slots, so 54 segments cover every `u64` PID and the table has no fixed cap.
+//! A segment is allocated the first time a PID inside it is handed out and installed with a CAS; a
+//! thread that loses that race frees its copy. Segments are never freed before the table itself, so a
+//! slot's address is stable for the table's lifetime and lookups need no guard of their own.
+//!
+//! # PID allocation and reuse
+//! Fresh PIDs come from a counter. PIDs of dead pages go to a free list (a Treiber stack whose nodes
+//! are reclaimed through the epoch collector, which also rules out ABA on its head), but only after
+//! an epoch has passed since the page became unreachable (see [`PidAllocator::recycle_after_epoch`]),
+//! so a thread that read an old link to the PID can never land on a page that reused it.
+
+use core::ptr;
+
+use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+
+use crate::node::Node;
+use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering};
+
+/// A logical page id: an index into the [`MappingTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Pid(pub(crate) u64);
+
+impl Pid {
+    /// "No page": the right link of the rightmost page of a level.
+    pub(crate) const NONE: Pid = Pid(0);
+
+    pub(crate) fn is_none(self) -> bool {
+        self == Pid::NONE
+    }
+}
+
+/// Slots in segment 0; segment `s` has `FIRST_SEGMENT << s`.
+const FIRST_SEGMENT_BITS: u32 = 10;
+const FIRST_SEGMENT: u64 = 1 << FIRST_SEGMENT_BITS;
+/// Enough segments for every `u64` PID.
+const SEGMENTS: usize = (64 - FIRST_SEGMENT_BITS) as usize;
+
+/// Which segment holds `pid`, and where inside it.
+#[inline]
+fn locate(pid: Pid) -> (usize, usize) {
+    // Shift so that segment boundaries fall on powers of two: segment s covers
+    // [FIRST << s, FIRST << (s + 1)) of `pid + FIRST`. Saturating keeps u64::MAX in range.
+    let shifted = pid.0.saturating_add(FIRST_SEGMENT);
+    let bit = 63 - shifted.leading_zeros();
+    let segment = (bit - FIRST_SEGMENT_BITS) as usize;
+    let offset = (shifted - (1u64 << bit)) as usize;
+    (segment, offset)
+}
+
+fn segment_len(segment: usize) -> usize {
+    (FIRST_SEGMENT as usize) << segment
+}
+
+type Slot<K, V> = Atomic<Node<K, V>>;
+
+/// PID → page-state table. See the module docs.
+pub(crate) struct MappingTable<K, V> {
+    segments: Box<[AtomicPtr<Slot<K, V>>]>,
+    pids: PidAllocator,
+}
+
+impl<K, V> MappingTable<K, V> {
+    pub(crate) fn new() -> Self {
+        let segments = (0..SEGMENTS)
+            .map(|_| AtomicPtr::new(ptr::null_mut()))
+            .collect();
+        MappingTable {
+            segments,
+            pids: PidAllocator::new(),
+        }
+    }
+
+    /// The slot of `pid`, if its segment exists.
+    #[inline]
+    fn slot(&self, pid: Pid) -> Option<&Slot<K, V>> {
+        let (segment, offset) = locate(pid);
+        // Acquire: pairs with the Release of the CAS in `slot_or_grow` that installed the segment,
+        // so the segment's initialised (null) slots are visible.
+        let base = self.segments[segment].load(Ordering::Acquire);
+        if base.is_null() {
+            return None;
+        }
+        // SAFETY: `base` points to a live segment of `segment_len(segment)` slots (segments are only
+        // freed in `Drop`, which has `&mut self`), and `offset < segment_len(segment)` by `locate`.
+        Some(unsafe { &*base.add(offset) })
+    }
+
+    fn slot_or_grow(&self, pid: Pid) -> &Slot<K, V> {
+        if let Some(slot) = self.slot(pid) {
+            return slot;
+        }
+        let (segment, _) = locate(pid);
+        let len = segment_len(segment);
+        let fresh: Box<[Slot<K, V>]> = (0..len).map(|_| Atomic::null()).collect();
+        let fresh = Box::into_raw(fresh) as *mut Slot<K, V>;
+        // Release: publishes the initialised slots with the segment pointer. Acquire on failure: the
+        // winner's slots must be visible before we use them.
+        if let Err(_winner) = self.segments[segment].compare_exchange(
+            ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: `fresh` came from `Box::into_raw` of a slice of `len` slots just above and was
+            // never shared, because the CAS that would have published it failed.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, len)) });
+        }
+        self.slot(pid).expect("segment was just installed")
+    }
+
+    /// Loads the current state of `pid`; null if the page is gone (its PID was freed).
+    #[inline]
+    pub(crate) fn load<'g>(&self, pid: Pid, guard: &'g Guard) -> Shared<'g, Node<K, V>> {
+        match self.slot(pid) {
+            // Acquire: pairs with the Release of the CAS or store that published this state, so the
+            // node's contents (written before publication) are visible.
+            Some(slot) => slot.load(Ordering::Acquire, guard),
+            None => Shared::null(),
+        }
+    }
+
+    /// Installs `new` as the state of `pid` if the current state is still `current`.
+    ///
+    /// This is the one way a published page changes. On failure the caller gets its node back to
+    /// retry with or to free.
+    #[inline]
+    pub(crate) fn cas<'g>(
+        &self,
+        pid: Pid,
+        current: Shared<'g, Node<K, V>>,
+        new: Owned<Node<K, V>>,
+        guard: &'g Guard,
+    ) -> Result<Shared<'g, Node<K, V>>, Owned<Node<K, V>>> {
+        let slot = self.slot(pid).expect("CAS on a PID that was never allocated");
+        // AcqRel: Release publishes the new node's contents (and everything it points to) to the
+        // threads that Acquire-load it; Acquire orders our later reads after the state we replaced.
+        // Acquire on failure: the caller inspects the state that beat it.
+        slot.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire, guard)
+            .map_err(|err| err.new)
+    }
+
+    /// Allocates a PID and publishes `page` as its first state.
+    pub(crate) fn allocate(&self, page: Owned<Node<K, V>>, guard: &Guard) -> Pid {
+        let pid = self.pids.allocate(guard);
+        let slot = self.slot_or_grow(pid);
+        // Release: publishes the page's contents with the slot. The PID is not yet known to any
+        // other thread; it becomes reachable only through a later Release CAS that links it.
+        slot.store(page, Ordering::Release);
+        pid
+    }
+
+    /// Takes back a PID that was allocated but never linked into the tree (a split or root
+    /// installation whose CAS failed) and frees its page at once: no other thread can hold it.
+    pub(crate) fn free_unpublished(&self, pid: Pid, guard: &Guard) {
+        let slot = self.slot(pid).expect("freeing a PID that was never allocated");
+        // Relaxed is enough: no other thread knows this PID, so nobody reads the slot concurrently.
+        let page = slot.swap(Shared::null(), Ordering::Relaxed, guard);
+        if !page.is_null() {
+            // SAFETY: the page was published only into this slot, which no other thread ever
+            // reached; the swap removed the only pointer to it.
+            unsafe { crate::reclaim::free_chain_now(page.as_raw()) };
+        }
+        self.pids.push(pid, guard);
+    }
+
+    /// Clears the slot of a page that was removed from the tree and hands its PID back to the
+    /// allocator after an epoch (see [`PidAllocator::recycle_after_epoch`]). The page's memory is
+    /// not touched: whoever took ownership of it (a merge delta) retires it.
+    #[allow(dead_code)] // used by page merges
+    pub(crate) fn release_removed(&self, pid: Pid, guard: &Guard) {
+        let slot = self.slot(pid).expect("releasing a PID that was never allocated");
+        // Release: orders the merge that made the page unreachable before the slot reads null;
+        // threads that load null restart from the root.
+        slot.store(Shared::null(), Ordering::Release);
+        self.pids.recycle_after_epoch(pid, guard);
+    }
+
+    /// The number of PIDs ever handed out (an upper bound on live pages).
+    pub(crate) fn high_water(&self) -> u64 {
+        self.pids.high_water()
+    }
+}
+
+impl<K, V> Drop for MappingTable<K, V> {
+    fn drop(&mut self) {
+        for (segment, base) in self.segments.iter().enumerate() {
+            let base = base.load(Ordering::Relaxed);
+            if base.is_null() {
+                continue;
+            }
+            let len = segment_len(segment);
+            // SAFETY: `&mut self` means no other thread uses the table; the segment was created by
+            // `Box::into_raw` on a slice of exactly `len` slots in `slot_or_grow`.
+            let slots = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)) };
+            for slot in slots.iter() {
+                // SAFETY: no other thread can access the table any more.
+                let guard = unsafe { crossbeam_epoch::unprotected() };
+                let page = slot.load(Ordering::Relaxed, guard);
+                if !page.is_null() {
+                    // SAFETY: each live chain is owned by exactly one slot (the slots of removed
+                    // pages are cleared before their memory changes owner), and retired chains are
+                    // never in a slot, so this frees every remaining page exactly once.
+                    unsafe { crate::reclaim::free_chain_now(page.as_raw()) };
+                }
+            }
+        }
+    }
+}
+
+/// Hands out PIDs: recycled ones first, then fresh ones from a counter.
+pub(crate) struct PidAllocator {
+    next: AtomicU64,
+    free: Arc<FreeList>,
+}
+
+impl PidAllocator {
+    fn new() -> Self {
+        PidAllocator {
+            // PID 0 is `Pid::NONE`.
+            next: AtomicU64::new(1),
+            free: Arc::new(FreeList::new()),
+        }
+    }
+
+    fn allocate(&self, guard: &Guard) -> Pid {
+        if let Some(pid) = self.free.pop(guard) {
+            return pid;
+        }
+        // Relaxed: the counter only needs to hand out distinct values; the page itself is published
+        // by the Release store into its slot.
+        Pid(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn push(&self, pid: Pid, guard: &Guard) {
+        self.free.push(pid, guard);
+    }
+
+    /// Puts `pid` on the free list once every thread pinned now has unpinned.
+    ///
+    /// Why this is enough: the caller has already made the page unreachable (no live page links to
+    /// it, its slot is cleared). A thread can only learn the PID from a state it loaded while
+    /// pinned; once all threads pinned before this call have left, nobody holds such a state.
+    #[allow(dead_code)] // used by page merges
+    fn recycle_after_epoch(&self, pid: Pid, guard: &Guard) {
+        let free = Arc::clone(&self.free);
+        guard.defer(move || {
+            // SAFETY: the free list's own epoch use needs a guard; running inside a deferred
+            // function, no node of the list is freed concurrently with this push (push never
+            // dereferences other nodes).
+            let guard = unsafe { crossbeam_epoch::unprotected() };
+            free.push(pid, guard);
+        });
+    }
+
+    fn high_water(&self) -> u64 {
+        // Relaxed: a snapshot used only to bound scans of the table.
+        self.next.load(Ordering::Relaxed) - 1
+    }
+}
+
+/// A Treiber stack of free PIDs.
+struct FreeList {
+    head: Atomic<FreeNode>,
+}
+
+struct FreeNode {
+    pid: Pid,
+    next: Atomic<FreeNode>,
+}
+
+impl FreeList {
+    fn new() -> Self {
+        FreeList {
+            head: Atomic::null(),
+        }
+    }
+
+    fn push(&self, pid: Pid, guard: &Guard) {
+        let mut node = Owned::new(FreeNode {
+            pid,
+            next: Atomic::null(),
+        });
+        // Relaxed: the value is only used as the CAS's expected value and as the new node's link;
+        // the CAS below is the synchronising operation.
+        let mut head = self.head.load(Ordering::Relaxed, guard);
+        loop {
+            node.next.store(head, Ordering::Relaxed);
+            // Release: publishes the node's fields to the popper that Acquire-loads the head.
+            match self
+                .head
+                .compare_exchange(head, node, Ordering::Release, Ordering::Relaxed, guard)
+            {
+                Ok(_) => return,
+                Err(err) => {
+                    head = err.current;
+                    node = err.new;
+                    crate::sync::retry_pause();
+                }
+            }
+        }
+    }
+
+    fn pop(&self, guard: &Guard) -> Option<Pid> {
+        loop {
+            // Acquire: pairs with the Release CAS of `push`, making the node's fields visible.
+            let head = self.head.load(Ordering::Acquire, guard);
+            // SAFETY: nodes are freed only through `defer_destroy` after being unlinked, and we are
+            // pinned, so a node loaded from the head stays allocated while we read it.
+            let node = unsafe { head.as_ref() }?;
+            let next = node.next.load(Ordering::Relaxed, guard);
+            // Acquire on success: we take ownership of the node; Relaxed on failure: we reload.
+            if self
+                .head
+                .compare_exchange(head, next, Ordering::Acquire, Ordering::Relaxed, guard)
+                .is_ok()
+            {
+                let pid = node.pid;
+                // SAFETY: the CAS unlinked the node, so no new thread can reach it; threads that
+                // loaded it earlier are pinned and the collector waits for them.
+                unsafe { guard.defer_destroy(head) };
+                return Some(pid);
+            }
+            crate::sync::retry_pause();
+        }
+    }
+}
+
+impl Drop for FreeList {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: nobody else uses the list.
+        let guard = unsafe { crossbeam_epoch::unprotected() };
+        let mut cur = self.head.load(Ordering::Relaxed, guard);
+        while !cur.is_null() {
+            // SAFETY: the list is exclusively ours; each node is owned by its predecessor's link.
+            let node = unsafe { cur.into_owned() };
+            cur = node.next.load(Ordering::Relaxed, guard);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_covers_every_pid_without_overlap() {
+        assert_eq!(locate(Pid(0)), (0, 0));
+        assert_eq!(locate(Pid(FIRST_SEGMENT - 1)), (0, FIRST_SEGMENT as usize - 1));
+        assert_eq!(locate(Pid(FIRST_SEGMENT)), (1, 0));
+        assert_eq!(locate(Pid(3 * FIRST_SEGMENT - 1)), (1, 2 * FIRST_SEGMENT as usize - 1));
+        assert_eq!(locate(Pid(3 * FIRST_SEGMENT)), (2, 0));
+        let (segment, offset) = locate(Pid(u64::MAX));
+        assert!(segment < SEGMENTS);
+        assert!(offset < segment_len(segment));
+        // Consecutive PIDs map to consecutive offsets or to the start of the next segment.
+        let mut last = locate(Pid(1));
+        for raw in 2..100_000u64 {
+            let here = locate(Pid(raw));
+            assert!(
+                here == (last.0, last.1 + 1) || here == (last.0 + 1, 0),
+                "{raw}: {last:?} -> {here:?}"
+            );
+            last = here;
+        }
+    }
+
+    #[test]
+    fn free_list_is_lifo_and_reuses_pids() {
+        let list = FreeList::new();
+        let guard = &crossbeam_epoch::pin();
+        assert_eq!(list.pop(guard), None);
+        list.push(Pid(7), guard);
+        list.push(Pid(9), guard);
+        assert_eq!(list.pop(guard), Some(Pid(9)));
+        assert_eq!(list.pop(guard), Some(Pid(7)));
+        assert_eq!(list.pop(guard), None);
+    }
+}

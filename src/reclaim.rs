@@ -1,0 +1,71 @@
+//! Reclamation glue: how replaced chains reach the epoch collector, and how a chain is freed.
+//!
+//! A chain (a page state: its deltas and base page) is *retired* when one CAS replaces it as a
+//! whole — a consolidation or a split installs a new base page — and at that moment it stops being
+//! reachable from the mapping table. It is freed by one deferred function once every thread that was
+//! pinned at the time of the retirement has unpinned: those are the only threads that could have
+//! loaded a pointer into it. Freeing walks the chain from its newest node through every `next` link.
+//!
+//! The argument for each `retire_chain` call site, in short:
+//! 1. the CAS that replaced the chain succeeded, so the slot no longer points into it;
+//! 2. no other live node points into it: new base pages own copies of every key they need, and
+//!    only older nodes of the same chain point at each other;
+//! 3. any thread that still holds a pointer into it loaded that pointer while pinned, before step 1,
+//!    so the collector runs the deferred free only after that thread has unpinned.
+
+use crossbeam_epoch::{Guard, Owned, Shared};
+
+use crate::node::{Body, Node};
+
+/// Hands a replaced chain to the epoch collector. See the module docs for why this is safe.
+///
+/// # Safety
+/// `head` must have just been unlinked from the mapping table by a successful CAS, and no live node
+/// may point into the chain; it must not be retired twice.
+pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
+    head: Shared<'_, Node<K, V>>,
+    guard: &Guard,
+) {
+    let chain = SendChain(head.as_raw() as *mut Node<K, V>);
+    let free = move || {
+        let chain = chain;
+        // SAFETY: the caller's contract: the chain is unreachable for every thread that pins after
+        // the retirement, and the collector runs this only after all earlier pins ended.
+        unsafe { free_chain_now(chain.0) }
+    };
+    // SAFETY: the closure owns nothing borrowed (only the chain pointer, and `K`, `V` are `Send +
+    // 'static`), so it may run on any thread at any later time.
+    unsafe { guard.defer_unchecked(free) };
+}
+
+/// A retired chain on its way to a deferred free, possibly on another thread.
+struct SendChain<K, V>(*mut Node<K, V>);
+
+// SAFETY: the chain is no longer shared with anyone: it is moved to whichever thread runs the
+// deferred function, which drops its keys and values there; `K` and `V` are `Send`.
+unsafe impl<K: Send, V: Send> Send for SendChain<K, V> {}
+
+/// Frees the chain starting at `head` right now.
+///
+/// # Safety
+/// No other thread may be able to access any node of the chain, and it must not be freed again.
+pub(crate) unsafe fn free_chain_now<K, V>(head: *const Node<K, V>) {
+    let mut next = head;
+    while !next.is_null() {
+        // SAFETY: every node was allocated by `Owned::new` and is exclusively ours (caller's
+        // contract); each node is reached exactly once because the chain is a list.
+        let node = unsafe { Owned::from_raw(next as *mut Node<K, V>) };
+        next = successor(&node);
+        drop(node);
+    }
+}
+
+fn successor<K, V>(node: &Node<K, V>) -> *const Node<K, V> {
+    match &node.body {
+        Body::Insert { next, .. }
+        | Body::Delete { next, .. }
+        | Body::Split { next, .. }
+        | Body::IndexEntry { next, .. } => *next,
+        Body::Leaf(_) | Body::Inner(_) => core::ptr::null(),
+    }
+}

@@ -1,0 +1,292 @@
+//! Structure modifications: consolidation and splits, done cooperatively.
+//!
+//! # Consolidation
+//! When a page's chain grows past its threshold, the thread that noticed — right after finishing its
+//! own operation — replays the chain into a new base page and CASes it over the head it read. A
+//! failed CAS means someone else changed the page; the new base page is dropped and the work is left
+//! to a later thread (ICDE'13 §III.B). The replaced chain is retired through the epoch collector.
+//!
+//! # Split (two half-splits, ICDE'13 §IV.A)
+//! When a page holds more entries than its capacity:
+//! 1. build the right sibling `Q` from the upper half of the page's logical content and publish it
+//!    under a fresh PID (no other thread can reach it yet);
+//! 2. CAS a *split delta* `(separator, Q)` onto the page. From this moment the split is visible:
+//!    the page's high key is the separator and its right link is `Q`, so a search for a key above the
+//!    separator moves right. The CAS installs the split delta on top of a fresh base page holding the
+//!    lower half, which consolidates the page in the same step (the paper puts the split delta on the
+//!    old chain and consolidates later; ours saves that second copy);
+//! 3. post an *index-entry delta* `[separator, Q.high) -> Q` on the parent.
+//!
+//! Step 3 is done by whoever needs it first: the splitter right after step 2, or any thread that
+//! wants to post on the split page or cross its right link while the split delta is still the newest
+//! node of the chain ([`BwTree::complete_split`], called from the traversal). If step 2 fails, `Q` is
+//! freed at once: it was never reachable.
+//!
+//! A split of the root cannot post to a parent: instead a new root with the two halves as children
+//! is published under a fresh PID and the tree's root PID is switched to it with one CAS. Until that
+//! CAS, the old root plus its right link keep every key reachable.
+
+use crossbeam_epoch::Guard;
+
+use crate::BwTree;
+use crate::chain::{self, At};
+use crate::config::{Config, Maintenance};
+use crate::mapping::Pid;
+use crate::node::{Body, Node};
+use crate::reclaim::{free_chain_now, retire_chain};
+use crate::sync::{Ordering, retry_pause};
+use crate::traverse::{Intent, PageRef, Restart};
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Called after a successful post on `page`: splits it if it is too large, consolidates it if its
+    /// chain is too long. Failures are abandoned (a later operation will try again).
+    pub(crate) fn maintain(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+        let node = page.node();
+        let (capacity, threshold) = self.limits(node.meta.level);
+        let (capacity, threshold) = match self.config.maintenance {
+            Maintenance::Inline => (capacity, threshold),
+            Maintenance::Background => (
+                capacity * Config::BACKGROUND_HARD_FACTOR,
+                threshold * Config::BACKGROUND_HARD_FACTOR,
+            ),
+        };
+        if node.meta.size as usize > capacity {
+            self.split(page, guard);
+        } else if node.meta.depth as usize > threshold {
+            self.consolidate(page, guard);
+        }
+    }
+
+    /// Capacity and chain threshold of pages at `level`.
+    pub(crate) fn limits(&self, level: u8) -> (usize, usize) {
+        if level == 0 {
+            (self.config.leaf_capacity, self.config.leaf_chain_threshold)
+        } else {
+            (self.config.inner_capacity, self.config.inner_chain_threshold)
+        }
+    }
+
+    /// Replaces `page`'s chain with one new base page. Returns whether the CAS succeeded.
+    pub(crate) fn consolidate(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        // A split delta disappears into the new base page, so its index entry must be in place
+        // first (see `traverse`: a split that is not the newest node is complete).
+        if self.finish_top_split(page, guard).is_err() {
+            return false;
+        }
+        let node = page.node();
+        let base = if node.is_leaf() {
+            let mut entries = Vec::with_capacity(node.meta.size as usize);
+            chain::collect_leaf(node, core::ops::Bound::Unbounded, core::ops::Bound::Unbounded, &mut entries);
+            let (keys, values) = clone_entries(&entries);
+            Node::leaf_base(node.low().cloned(), node.high().cloned(), node.meta.right, keys, values)
+        } else {
+            let children = chain::collect_inner(node);
+            let (separators, pids) = split_children(&children);
+            Node::inner_base(
+                node.meta.level,
+                node.low().cloned(),
+                node.high().cloned(),
+                node.meta.right,
+                separators,
+                pids,
+            )
+        };
+        match self.table.cas(page.pid, page.ptr, base, guard) {
+            Ok(_) => {
+                // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
+                // everything it needs, so nothing live points into the old chain.
+                unsafe { retire_chain(page.ptr, guard) };
+                true
+            }
+            // Never published: dropping it frees it.
+            Err(base) => {
+                drop(base);
+                false
+            }
+        }
+    }
+
+    /// Splits `page` in two (steps 1–3 of the module docs). Returns whether the split delta was
+    /// installed.
+    pub(crate) fn split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        if self.finish_top_split(page, guard).is_err() {
+            return false;
+        }
+        let node = page.node();
+        let level = node.meta.level;
+        let low = node.low().cloned();
+        let high = node.high().cloned();
+        let (lower, upper_pid, separator) = if node.is_leaf() {
+            let mut entries = Vec::with_capacity(node.meta.size as usize);
+            chain::collect_leaf(node, core::ops::Bound::Unbounded, core::ops::Bound::Unbounded, &mut entries);
+            if entries.len() < 2 {
+                return false;
+            }
+            let middle = entries.len() / 2;
+            let separator = entries[middle].0.clone();
+            let (keys, values) = clone_entries(&entries[middle..]);
+            let upper = Node::leaf_base(Some(separator.clone()), high.clone(), node.meta.right, keys, values);
+            let upper_pid = self.table.allocate(upper, guard);
+            let (keys, values) = clone_entries(&entries[..middle]);
+            let lower = Node::leaf_base(low, Some(separator.clone()), upper_pid, keys, values);
+            (lower, upper_pid, separator)
+        } else {
+            let children = chain::collect_inner(node);
+            if children.len() < 2 {
+                return false;
+            }
+            let middle = children.len() / 2;
+            let separator = children[middle].0.expect("only the first child lacks a low key").clone();
+            let (separators, pids) = split_children(&children[middle..]);
+            let upper = Node::inner_base(level, Some(separator.clone()), high.clone(), node.meta.right, separators, pids);
+            let upper_pid = self.table.allocate(upper, guard);
+            let (separators, pids) = split_children(&children[..middle]);
+            let lower = Node::inner_base(level, low, Some(separator.clone()), upper_pid, separators, pids);
+            (lower, upper_pid, separator)
+        };
+        let lower = lower.into_shared(guard);
+        // SAFETY: `lower` was just allocated and is not shared yet.
+        let delta = Node::split_delta(unsafe { lower.deref() }, separator, upper_pid, high);
+        match self.table.cas(page.pid, page.ptr, delta, guard) {
+            Ok(installed) => {
+                // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
+                unsafe { retire_chain(page.ptr, guard) };
+                let split_page = PageRef {
+                    pid: page.pid,
+                    ptr: installed,
+                };
+                // Step 3. If it fails here, the next thread that meets the split completes it.
+                let _ = self.complete_split(split_page, guard);
+                true
+            }
+            Err(delta) => {
+                let delta = delta.into_shared(guard);
+                // SAFETY: the CAS failed, so neither the split delta nor the lower half (which it
+                // points to) was ever published.
+                unsafe { free_chain_now(delta.as_raw()) };
+                self.table.free_unpublished(upper_pid, guard);
+                false
+            }
+        }
+    }
+
+    /// Step 3 of a split: makes sure the parent level routes the split-off keys to the new sibling.
+    ///
+    /// `page` must be a page whose newest node is a split delta. Idempotent: if the parent already
+    /// has the entry, nothing is posted.
+    pub(crate) fn complete_split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> Result<(), Restart> {
+        let node = page.node();
+        let Body::Split {
+            separator,
+            right,
+            right_high,
+            ..
+        } = &node.body
+        else {
+            return Ok(());
+        };
+        let level = node.meta.level;
+        loop {
+            let Some(parent) = self.descend(&At(separator), level + 1, Intent::Write, guard) else {
+                // The split page is (or was) the root.
+                match self.grow_root(page, separator, *right, guard) {
+                    Ok(()) => return Ok(()),
+                    // Another thread grew the tree first; if the page moved on meanwhile, the split
+                    // was completed (nothing is posted on an unfinished split).
+                    Err(Restart) if self.table.load(page.pid, guard) != page.ptr => return Ok(()),
+                    Err(Restart) => {
+                        retry_pause();
+                        continue;
+                    }
+                }
+            };
+            let parent_node = parent.node();
+            let routed = chain::inner_route(parent_node, &At(separator));
+            if routed == *right {
+                return Ok(());
+            }
+            if routed != page.pid {
+                // The parent does not route the separator to the split page. By the help-along
+                // invariant that means the page moved on (its split completed and later changes
+                // followed); if its head is still the split delta, our view is inconsistent.
+                return if self.table.load(page.pid, guard) != page.ptr {
+                    Ok(())
+                } else {
+                    Err(Restart)
+                };
+            }
+            let entry = Node::delta(
+                parent_node,
+                Body::IndexEntry {
+                    next: core::ptr::null(),
+                    separator: separator.clone(),
+                    child: *right,
+                    child_high: right_high.clone(),
+                },
+                parent_node.meta.size + 1,
+            );
+            match self.table.cas(parent.pid, parent.ptr, entry, guard) {
+                Ok(installed) => {
+                    self.maintain(
+                        PageRef {
+                            pid: parent.pid,
+                            ptr: installed,
+                        },
+                        guard,
+                    );
+                    return Ok(());
+                }
+                Err(entry) => {
+                    drop(entry);
+                    retry_pause();
+                }
+            }
+        }
+    }
+
+    /// Completes a split of the root page by publishing a new root above it.
+    fn grow_root(&self, page: PageRef<'_, K, V>, separator: &K, right: Pid, guard: &Guard) -> Result<(), Restart> {
+        // Acquire: pairs with the Release of a competing root installation.
+        let root = Pid(self.root.load(Ordering::Acquire));
+        if root != page.pid {
+            // Another thread already grew the tree (a parent level will now be found), or the page
+            // is no longer the root.
+            return Err(Restart);
+        }
+        let level = page.node().meta.level;
+        let new_root = Node::inner_base(level + 1, None, None, Pid::NONE, vec![separator.clone()], vec![page.pid, right]);
+        let new_pid = self.table.allocate(new_root, guard);
+        // AcqRel: Release publishes the new root PID after its page (stored with Release in
+        // `allocate`); Acquire on failure: we look at the winner's root next.
+        match self.root.compare_exchange(root.0, new_pid.0, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                self.table.free_unpublished(new_pid, guard);
+                Err(Restart)
+            }
+        }
+    }
+}
+
+/// Clones the collected records of a leaf into key and value arrays for a new base page.
+fn clone_entries<K: Clone, V: Clone>(entries: &[(&K, &V)]) -> (Vec<K>, Vec<V>) {
+    let keys = entries.iter().map(|(k, _)| (*k).clone()).collect();
+    let values = entries.iter().map(|(_, v)| (*v).clone()).collect();
+    (keys, values)
+}
+
+/// Turns collected children (first one without a low key of its own) into a new inner page's
+/// separator and child arrays; the first child's low key, if present, is left out (it is the page's
+/// own low key).
+fn split_children<K: Clone>(children: &[(Option<&K>, Pid)]) -> (Vec<K>, Vec<Pid>) {
+    let separators = children[1..]
+        .iter()
+        .map(|(low, _)| (*low).expect("only the first child lacks a low key").clone())
+        .collect();
+    let pids = children.iter().map(|(_, pid)| *pid).collect();
+    (separators, pids)
+}

@@ -1,0 +1,184 @@
+//! Traversal: from the root to the page that covers a probe, with B-link right moves and help-along.
+//!
+//! # Protocol
+//! A descent reads the root PID, then at every level loads the page's current head from the mapping
+//! table ([`BwTree::settle`]) and checks the probe against the page's key range, which the head's
+//! header summarises:
+//! - probe at or beyond `high`: the page split (or the parent's view was stale); follow the right
+//!   link. If the split that moved the keys is still the newest node of the chain, its index entry
+//!   may be missing from the parent: complete it first (help-along), so that no thread depends on a
+//!   side link for longer than one split takes;
+//! - probe below `low`: the route was stale in a way right moves cannot repair (a PID that was freed
+//!   and reused); restart from the root. Low keys never change for a PID, so this is the only case;
+//! - otherwise route to a child (inner page) or stop (target level reached).
+//!
+//! A thread that is about to post on a page (`Intent::Write`) also completes a split that is the
+//! newest node of that page. This keeps the invariant every help-along check relies on: **a split
+//! delta that is not the newest node of its chain has its index entry in the parent level.**
+//!
+//! Nothing here waits for another thread: each step either makes progress on the descent, completes
+//! someone else's unfinished split itself, or restarts because another thread's CAS succeeded.
+
+use crossbeam_epoch::{Guard, Shared};
+
+use crate::BwTree;
+use crate::chain::{self, Probe};
+use crate::mapping::Pid;
+use crate::node::{Body, Node};
+use crate::sync::{Ordering, retry_pause};
+
+/// A page as loaded at one moment: its PID and the head of its chain.
+pub(crate) struct PageRef<'g, K, V> {
+    pub(crate) pid: Pid,
+    pub(crate) ptr: Shared<'g, Node<K, V>>,
+}
+
+impl<K, V> Clone for PageRef<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V> Copy for PageRef<'_, K, V> {}
+
+impl<'g, K, V> PageRef<'g, K, V> {
+    /// The head node of the page.
+    #[inline]
+    pub(crate) fn node(&self) -> &'g Node<K, V> {
+        // SAFETY: a `PageRef` is only built from a non-null pointer loaded from the mapping table
+        // under the guard `'g`, which keeps the node allocated for `'g`.
+        unsafe { self.ptr.deref() }
+    }
+}
+
+/// Whether the caller will post a delta on the page it asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Intent {
+    /// Only reading.
+    Read,
+    /// About to CAS a delta onto the page: its newest node must not be an unfinished split.
+    Write,
+}
+
+/// The descent must start over from the root.
+#[derive(Debug)]
+pub(crate) struct Restart;
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Loads page `pid` and moves right until the page covers `probe`, helping unfinished splits on
+    /// the way (see the module docs).
+    pub(crate) fn settle<'g, P: Probe<K>>(
+        &self,
+        mut pid: Pid,
+        probe: &P,
+        intent: Intent,
+        guard: &'g Guard,
+    ) -> Result<PageRef<'g, K, V>, Restart> {
+        loop {
+            let ptr = self.table.load(pid, guard);
+            if ptr.is_null() {
+                return Err(Restart);
+            }
+            let page = PageRef { pid, ptr };
+            let node = page.node();
+            if node.low().is_some() && !probe.right_of(node.low()) {
+                return Err(Restart);
+            }
+            let unfinished_split = matches!(node.body, Body::Split { .. });
+            if probe.right_of(node.high()) {
+                if unfinished_split {
+                    self.complete_split(page, guard)?;
+                }
+                pid = node.meta.right;
+                debug_assert!(!pid.is_none(), "a bounded page always has a right sibling");
+                continue;
+            }
+            if intent == Intent::Write {
+                self.finish_top_split(page, guard)?;
+            }
+            return Ok(page);
+        }
+    }
+
+    /// Descends from the root to the page at `level` that covers `probe`.
+    ///
+    /// Returns `None` if the tree has no such level (the root is lower), which is how a split of the
+    /// root learns that it must grow the tree.
+    pub(crate) fn descend<'g, P: Probe<K>>(
+        &self,
+        probe: &P,
+        level: u8,
+        intent: Intent,
+        guard: &'g Guard,
+    ) -> Option<PageRef<'g, K, V>> {
+        'restart: loop {
+            // Acquire: pairs with the Release of the CAS that installed this root PID.
+            let root = Pid(self.root.load(Ordering::Acquire));
+            // A root below the target level means the level does not exist. Checked before settling
+            // on the root: settling may help a split of the root, and helping a split is what asks
+            // for the level above it, so doing it here would recurse.
+            let root_ptr = self.table.load(root, guard);
+            // SAFETY: loaded under `guard`; null is handled by `as_ref`.
+            match unsafe { root_ptr.as_ref() } {
+                Some(node) if node.meta.level < level => return None,
+                Some(_) => {}
+                None => {
+                    retry_pause();
+                    continue 'restart;
+                }
+            }
+            let Ok(mut page) = self.settle(root, probe, Intent::Read, guard) else {
+                retry_pause();
+                continue 'restart;
+            };
+            loop {
+                let node = page.node();
+                let here = node.meta.level;
+                if here < level {
+                    return None;
+                }
+                if here == level {
+                    if intent == Intent::Write && self.finish_top_split(page, guard).is_err() {
+                        retry_pause();
+                        continue 'restart;
+                    }
+                    return Some(page);
+                }
+                let child = chain::inner_route(node, probe);
+                match self.settle(child, probe, Intent::Read, guard) {
+                    // A child is always exactly one level down; anything else is a stale route.
+                    Ok(next) if next.node().meta.level + 1 == here => page = next,
+                    _ => {
+                        retry_pause();
+                        continue 'restart;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Completes the split that is the newest node of `page`, if there is one, so that a delta may
+    /// be posted on top of it.
+    #[inline]
+    pub(crate) fn finish_top_split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> Result<(), Restart> {
+        if matches!(page.node().body, Body::Split { .. }) {
+            self.complete_split(page, guard)?;
+        }
+        Ok(())
+    }
+
+    /// The leaf that covers `probe`.
+    #[inline]
+    pub(crate) fn find_leaf<'g, P: Probe<K>>(
+        &self,
+        probe: &P,
+        intent: Intent,
+        guard: &'g Guard,
+    ) -> PageRef<'g, K, V> {
+        self.descend(probe, 0, intent, guard)
+            .expect("every tree has a leaf level")
+    }
+}

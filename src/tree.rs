@@ -1,0 +1,287 @@
+//! The public map type and its point operations.
+
+use core::fmt;
+use core::ops::RangeBounds;
+
+use crossbeam_epoch::{Collector, Guard, LocalHandle};
+
+use crate::chain::First;
+use crate::config::{Config, ConfigError};
+use crate::iter::Range;
+use crate::mapping::{MappingTable, Pid};
+use crate::node::Node;
+use crate::sync::{AtomicU64, Ordering};
+use crate::traverse::Intent;
+
+/// A lock-free ordered map: a Bw-tree.
+///
+/// Every method takes `&self`; share the tree between threads with `Arc` or scoped threads. Keys are
+/// ordered by [`Ord`]; values are returned as clones (or borrowed through a [`Pinned`] handle).
+///
+/// See the [crate documentation](crate) for the design and the consistency guarantees.
+///
+/// ```
+/// use bwtree::BwTree;
+///
+/// let tree = BwTree::new();
+/// assert_eq!(tree.insert(7, 70), None);
+/// assert_eq!(tree.insert(7, 71), Some(70));
+/// assert_eq!(tree.get(&7), Some(71));
+/// assert_eq!(tree.remove(&7), Some(71));
+/// assert!(tree.is_empty());
+/// ```
+pub struct BwTree<K = u64, V = u64> {
+    pub(crate) table: MappingTable<K, V>,
+    /// PID of the root page.
+    pub(crate) root: AtomicU64,
+    pub(crate) config: Config,
+    /// The epoch collector that protects this tree's pages; `None` for crossbeam's default one.
+    collector: Option<Collector>,
+}
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// An empty tree with the default [`Config`].
+    pub fn new() -> Self {
+        Self::build(Config::default(), None)
+    }
+
+    /// An empty tree with the given configuration, or the reason it is invalid.
+    pub fn with_config(config: Config) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(config, None))
+    }
+
+    /// An empty tree whose pages are protected by its own epoch `collector` instead of crossbeam's
+    /// global one.
+    ///
+    /// With its own collector, dropping the tree (and every [`LocalHandle`] of the collector) frees
+    /// all retired pages at once, which leak tests rely on, and model checkers can give each thread
+    /// its own handle ([`BwTree::pin_with`]). Operations that are not given a handle register a
+    /// short-lived one, which is slower than the default collector's thread-local handle.
+    pub fn with_collector(config: Config, collector: Collector) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self::build(config, Some(collector)))
+    }
+
+    fn build(config: Config, collector: Option<Collector>) -> Self {
+        let table = MappingTable::new();
+        let tree = BwTree {
+            table,
+            root: AtomicU64::new(0),
+            config,
+            collector,
+        };
+        let empty_leaf = Node::leaf_base(None, None, Pid::NONE, Vec::new(), Vec::new());
+        let root = tree.table.allocate(empty_leaf, &tree.guard());
+        // Relaxed: the tree is not shared yet; publication to other threads happens through
+        // whatever shares the tree (a spawn, an `Arc`), which synchronises.
+        tree.root.store(root.0, Ordering::Relaxed);
+        tree
+    }
+
+    /// The configuration the tree was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Pins the current thread in this tree's epoch collector.
+    pub(crate) fn guard(&self) -> Guard {
+        match &self.collector {
+            None => crossbeam_epoch::pin(),
+            Some(collector) => collector.register().pin(),
+        }
+    }
+
+    /// Inserts `key` → `value`, overwriting any previous value, and returns the previous value.
+    ///
+    /// Linearizable: it takes effect at the one CAS that installs its delta record, and the returned
+    /// previous value is the one that CAS replaced.
+    pub fn insert(&self, key: K, value: V) -> Option<V> {
+        let guard = &self.guard();
+        self.upsert(key, value, guard).cloned()
+    }
+
+    /// The value stored for `key`. Linearizable.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let guard = &self.guard();
+        self.lookup(key, guard).cloned()
+    }
+
+    /// Removes `key` and returns the value it had; `None`, with nothing posted, if it was absent.
+    /// Linearizable.
+    pub fn remove(&self, key: &K) -> Option<V> {
+        let guard = &self.guard();
+        self.delete(key, guard).cloned()
+    }
+
+    /// Whether `key` is present. Linearizable.
+    pub fn contains_key(&self, key: &K) -> bool {
+        let guard = &self.guard();
+        self.lookup(key, guard).is_some()
+    }
+
+    /// An ascending, double-ended iterator over the pairs whose keys lie in `range`.
+    ///
+    /// Any bound kinds are accepted; a range whose start lies after its end is simply empty (no
+    /// panic). The iterator copies one leaf at a time and holds no epoch guard between calls. A key
+    /// present and unchanged for the whole scan is returned exactly once; keys inserted or removed
+    /// during the scan may or may not be returned; every returned pair was present at some moment of
+    /// the scan.
+    pub fn range<R: RangeBounds<K>>(&self, range: R) -> impl DoubleEndedIterator<Item = (K, V)> + '_ {
+        Range::new(self, range)
+    }
+
+    /// An ascending iterator over all pairs; see [`BwTree::range`] for the guarantees.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (K, V)> + '_ {
+        Range::new(self, ..)
+    }
+
+    /// The number of levels (1 for a tree that is a single leaf).
+    pub fn height(&self) -> usize {
+        let guard = &self.guard();
+        let root = Pid(self.root.load(Ordering::Acquire));
+        let ptr = self.table.load(root, guard);
+        // SAFETY: loaded under `guard`; the root slot is never null.
+        let node = unsafe { ptr.as_ref() }.expect("the root page always exists");
+        node.meta.level as usize + 1
+    }
+
+    /// The number of entries, summed over the leaves from left to right.
+    ///
+    /// Exact when no other thread modifies the tree; under concurrent changes each leaf is counted
+    /// at a slightly different moment. O(number of leaves).
+    pub fn len(&self) -> usize {
+        let guard = &self.guard();
+        let mut page = self.find_leaf(&First, Intent::Read, guard);
+        let mut total = 0usize;
+        loop {
+            let node = page.node();
+            total += node.meta.size as usize;
+            let Some(high) = node.high() else {
+                return total;
+            };
+            page = match self.settle(node.meta.right, &crate::chain::At(high), Intent::Read, guard) {
+                Ok(next) => next,
+                Err(_) => self.find_leaf(&crate::chain::At(high), Intent::Read, guard),
+            };
+        }
+    }
+
+    /// Whether the tree holds no entries (same caveat as [`BwTree::len`]).
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// A handle that keeps the current thread pinned, for many operations without re-pinning and for
+    /// values borrowed instead of cloned.
+    ///
+    /// While the handle lives, memory retired by any thread cannot be reclaimed: keep it short-lived
+    /// or call [`Pinned::repin`] now and then.
+    pub fn pin(&self) -> Pinned<'_, K, V> {
+        Pinned {
+            tree: self,
+            guard: self.guard(),
+        }
+    }
+
+    /// Like [`BwTree::pin`], using a handle of this tree's collector (see
+    /// [`BwTree::with_collector`]). Fails if `handle` belongs to another collector.
+    pub fn pin_with(&self, handle: &LocalHandle) -> Result<Pinned<'_, K, V>, ForeignHandle> {
+        let ours = match &self.collector {
+            Some(collector) => handle.collector() == collector,
+            None => handle.collector() == crossbeam_epoch::default_collector(),
+        };
+        if !ours {
+            return Err(ForeignHandle);
+        }
+        Ok(Pinned {
+            tree: self,
+            guard: handle.pin(),
+        })
+    }
+}
+
+impl<K, V> Default for BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> fmt::Debug for BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BwTree")
+            .field("height", &self.height())
+            .field("pids_allocated", &self.table.high_water())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`LocalHandle`] of another epoch collector was given to [`BwTree::pin_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForeignHandle;
+
+impl fmt::Display for ForeignHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the epoch handle belongs to a different collector than the tree's")
+    }
+}
+
+impl std::error::Error for ForeignHandle {}
+
+/// A [`BwTree`] with the current thread pinned: operations skip pinning, and values are borrowed
+/// for the handle's lifetime instead of cloned. Created by [`BwTree::pin`] or [`BwTree::pin_with`].
+pub struct Pinned<'t, K, V> {
+    tree: &'t BwTree<K, V>,
+    guard: Guard,
+}
+
+impl<K, V> Pinned<'_, K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The value stored for `key`, borrowed. Linearizable.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.tree.lookup(key, &self.guard)
+    }
+
+    /// Whether `key` is present. Linearizable.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.tree.lookup(key, &self.guard).is_some()
+    }
+
+    /// Inserts or overwrites `key`; returns the previous value, borrowed. Linearizable.
+    pub fn insert(&self, key: K, value: V) -> Option<&V> {
+        self.tree.upsert(key, value, &self.guard)
+    }
+
+    /// Removes `key`; returns the value it had, borrowed. Linearizable.
+    pub fn remove(&self, key: &K) -> Option<&V> {
+        self.tree.delete(key, &self.guard)
+    }
+
+    /// Unpins and re-pins, letting reclamation advance. Needs `&mut self`, so no borrowed value
+    /// survives it.
+    pub fn repin(&mut self) {
+        self.guard.repin();
+    }
+}
+
+impl<K, V> fmt::Debug for Pinned<'_, K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pinned").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,123 @@
+//! Point operations: the CAS loops that post insert and delete deltas, and lookups.
+//!
+//! # Linearization points
+//! - `get`: the Acquire load of the leaf's head that the lookup then reads (the chain it walks is
+//!   immutable, so the answer is the page's content at that instant).
+//! - `insert`/`remove`: the successful CAS. The previous value they return was read from the very
+//!   head the CAS replaced, so it is exact: nothing came between.
+//! - `remove` of an absent key: the load of the head in which the key was found absent; nothing is
+//!   posted.
+//!
+//! A lost CAS means some other thread's CAS on the same page succeeded (lock-freedom): the loser
+//! reloads the page (following right links if the key moved in a split) and tries again with the
+//! same delta, re-targeted at the new head.
+
+use crossbeam_epoch::{Guard, Owned};
+
+use crate::BwTree;
+use crate::chain::{self, At};
+use crate::mapping::Pid;
+use crate::node::{Body, Node};
+use crate::traverse::{Intent, PageRef};
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The value stored for `key`, borrowed for the guard's lifetime.
+    #[inline]
+    pub(crate) fn lookup<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
+        let leaf = self.find_leaf(&At(key), Intent::Read, guard);
+        chain::leaf_get(leaf.node(), key)
+    }
+
+    /// Inserts or overwrites `key`; returns the value it replaced.
+    pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
+        let mut page = self.find_leaf(&At(&key), Intent::Write, guard);
+        let body = Body::Insert {
+            next: core::ptr::null(),
+            key,
+            value,
+        };
+        let mut delta = Node::delta(page.node(), body, 0);
+        loop {
+            let node = page.node();
+            let previous = chain::leaf_get(node, delta_key(&delta));
+            delta.rebase(node, node.meta.size + u32::from(previous.is_none()));
+            match self.table.cas(page.pid, page.ptr, delta, guard) {
+                Ok(installed) => {
+                    self.maintain(
+                        PageRef {
+                            pid: page.pid,
+                            ptr: installed,
+                        },
+                        guard,
+                    );
+                    return previous;
+                }
+                Err(lost) => {
+                    delta = lost;
+                    page = self.relocate(page.pid, delta_key(&delta), guard);
+                }
+            }
+        }
+    }
+
+    /// Removes `key`; returns the value it had. Posts nothing if the key is absent.
+    pub(crate) fn delete<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
+        let mut page = self.find_leaf(&At(key), Intent::Write, guard);
+        let mut delta: Option<Owned<Node<K, V>>> = None;
+        loop {
+            let node = page.node();
+            let previous = chain::leaf_get(node, key)?;
+            let size = node.meta.size - 1;
+            let new = match delta.take() {
+                Some(mut d) => {
+                    d.rebase(node, size);
+                    d
+                }
+                None => {
+                    let body = Body::Delete {
+                        next: core::ptr::null(),
+                        key: key.clone(),
+                    };
+                    Node::delta(node, body, size)
+                }
+            };
+            match self.table.cas(page.pid, page.ptr, new, guard) {
+                Ok(installed) => {
+                    self.maintain(
+                        PageRef {
+                            pid: page.pid,
+                            ptr: installed,
+                        },
+                        guard,
+                    );
+                    return Some(previous);
+                }
+                Err(lost) => {
+                    delta = Some(lost);
+                    page = self.relocate(page.pid, key, guard);
+                }
+            }
+        }
+    }
+
+    /// After a lost CAS on leaf `pid`: the leaf that now covers `key`, ready for a post.
+    fn relocate<'g>(&self, pid: Pid, key: &K, guard: &'g Guard) -> PageRef<'g, K, V> {
+        crate::sync::retry_pause();
+        match self.settle(pid, &At(key), Intent::Write, guard) {
+            Ok(page) => page,
+            Err(_) => self.find_leaf(&At(key), Intent::Write, guard),
+        }
+    }
+}
+
+/// The key of an unpublished insert delta.
+fn delta_key<K, V>(delta: &Node<K, V>) -> &K {
+    match &delta.body {
+        Body::Insert { key, .. } | Body::Delete { key, .. } => key,
+        _ => unreachable!("only leaf data deltas are retried"),
+    }
+}
