@@ -1,0 +1,56 @@
+//! One interface for every concurrent ordered map the crate measures or checks: the Bw-tree, the
+//! in-crate baselines and (in the lab) peer crates.
+//!
+//! The trait is deliberately small and object-safe so that the lab, the conformance suite and the
+//! checkers can hold any map as `&dyn ConcurrentMap<K, V>` or a generic parameter.
+
+use core::ops::Bound;
+
+use crate::BwTree;
+
+/// A concurrent ordered map: every method takes `&self` and may be called from many threads.
+pub trait ConcurrentMap<K, V>: Send + Sync {
+    /// A short name for reports ("bwtree", "olc-btree", ...).
+    fn name(&self) -> &'static str;
+
+    /// Inserts or overwrites `key`; returns the previous value.
+    fn insert(&self, key: K, value: V) -> Option<V>;
+
+    /// The value stored for `key`.
+    fn get(&self, key: &K) -> Option<V>;
+
+    /// Removes `key`; returns the value it had.
+    fn remove(&self, key: &K) -> Option<V>;
+
+    /// Appends to `out`, in ascending key order, the pairs whose keys lie within `(lo, hi)`, stopping
+    /// after `limit` pairs. Returns how many were appended.
+    fn scan(&self, lo: Bound<&K>, hi: Bound<&K>, limit: usize, out: &mut Vec<(K, V)>) -> usize;
+}
+
+impl<K, V> ConcurrentMap<K, V> for BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn name(&self) -> &'static str {
+        "bwtree"
+    }
+
+    fn insert(&self, key: K, value: V) -> Option<V> {
+        BwTree::insert(self, key, value)
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        BwTree::get(self, key)
+    }
+
+    fn remove(&self, key: &K) -> Option<V> {
+        BwTree::remove(self, key)
+    }
+
+    fn scan(&self, lo: Bound<&K>, hi: Bound<&K>, limit: usize, out: &mut Vec<(K, V)>) -> usize {
+        let before = out.len();
+        out.extend(self.range((lo.cloned(), hi.cloned())).take(limit));
+        out.len() - before
+    }
+}
