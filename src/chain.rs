@@ -233,7 +233,8 @@ pub(crate) fn collect_inner<'n, K: Ord, V>(head: &'n Node<K, V>) -> Vec<(Option<
         }
         node = node.next().expect("a delta always has a successor");
     };
-    let mut children: Vec<(Option<&'n K>, Pid)> = Vec::with_capacity(base.children().len() + entries.len());
+    let mut children: Vec<(Option<&'n K>, Pid)> =
+        Vec::with_capacity(base.children().len() + entries.len());
     children.push((None, base.children()[0]));
     children.extend(
         base.separators()
@@ -294,13 +295,16 @@ mod tests {
 
     #[test]
     fn newest_delta_wins_in_get_and_collect() {
-        let head = leaf_chain(&[(1, 10), (3, 30), (5, 50)], &[
-            (3, None),
-            (4, Some(40)),
-            (3, Some(31)),
-            (1, None),
-            (6, Some(60)),
-        ]);
+        let head = leaf_chain(
+            &[(1, 10), (3, 30), (5, 50)],
+            &[
+                (3, None),
+                (4, Some(40)),
+                (3, Some(31)),
+                (1, None),
+                (6, Some(60)),
+            ],
+        );
         // SAFETY: `head` is alive until freed below.
         let node = unsafe { &*head };
         assert_eq!(leaf_get(node, &1), None);
@@ -321,34 +325,43 @@ mod tests {
             collect_all(head, Bound::Included(&3), Bound::Excluded(&5)),
             vec![(3, 31), (4, 40)]
         );
-        assert_eq!(collect_all(head, Bound::Included(&7), Bound::Unbounded), vec![]);
+        assert_eq!(
+            collect_all(head, Bound::Included(&7), Bound::Unbounded),
+            vec![]
+        );
         // SAFETY: built above and no longer used.
         unsafe { free_chain_now(head) };
     }
 
     #[test]
     fn index_entries_route_by_their_own_range() {
-        let base = Node::<u64, u64>::inner_base(1, None, None, Pid::NONE, vec![100], vec![
-            Pid(1),
-            Pid(2),
-        ]);
+        let base =
+            Node::<u64, u64>::inner_base(1, None, None, Pid::NONE, vec![100], vec![Pid(1), Pid(2)]);
         let base = Box::into_raw(base.into_box());
         // Pid(1) split at 50 into Pid(3); then Pid(3) split at 70 into Pid(4).
         // SAFETY: `base` is alive; each delta takes ownership of its predecessor.
-        let e1 = Node::delta(unsafe { &*base }, Body::IndexEntry {
-            next: ptr::null(),
-            separator: 50,
-            child: Pid(3),
-            child_high: Some(100),
-        }, 3);
+        let e1 = Node::delta(
+            unsafe { &*base },
+            Body::IndexEntry {
+                next: ptr::null(),
+                separator: 50,
+                child: Pid(3),
+                child_high: Some(100),
+            },
+            3,
+        );
         let e1 = Box::into_raw(e1.into_box());
         // SAFETY: as above.
-        let e2 = Node::delta(unsafe { &*e1 }, Body::IndexEntry {
-            next: ptr::null(),
-            separator: 70,
-            child: Pid(4),
-            child_high: Some(100),
-        }, 4);
+        let e2 = Node::delta(
+            unsafe { &*e1 },
+            Body::IndexEntry {
+                next: ptr::null(),
+                separator: 70,
+                child: Pid(4),
+                child_high: Some(100),
+            },
+            4,
+        );
         let head = Box::into_raw(e2.into_box());
         // SAFETY: alive until freed below.
         let node = unsafe { &*head };
@@ -368,12 +381,15 @@ mod tests {
             .into_iter()
             .map(|(low, pid)| (low.copied(), pid))
             .collect();
-        assert_eq!(children, vec![
-            (None, Pid(1)),
-            (Some(50), Pid(3)),
-            (Some(70), Pid(4)),
-            (Some(100), Pid(2))
-        ]);
+        assert_eq!(
+            children,
+            vec![
+                (None, Pid(1)),
+                (Some(50), Pid(3)),
+                (Some(70), Pid(4)),
+                (Some(100), Pid(2))
+            ]
+        );
         // SAFETY: built above and no longer used.
         unsafe { free_chain_now(head) };
     }

@@ -103,7 +103,12 @@ impl Default for Config {
     }
 }
 
-fn check_range(field: &'static str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+fn check_range(
+    field: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), ConfigError> {
     if value < min || value > max {
         Err(ConfigError::OutOfRange {
             field,
@@ -163,7 +168,8 @@ mod tests {
 
     #[test]
     fn every_bound_is_checked() {
-        let cases: [(fn(&mut Config), &str); 6] = [
+        type Breaker = fn(&mut Config);
+        let cases: [(Breaker, &str); 6] = [
             (|c| c.leaf_capacity = 1, "leaf_capacity"),
             (|c| c.inner_capacity = 2, "inner_capacity"),
             (|c| c.leaf_chain_threshold = 0, "leaf_chain_threshold"),

@@ -53,7 +53,9 @@ where
         let guard = &self.guard();
         // Acquire: pairs with the Release CAS that installed the root.
         let root = Pid(self.root.load(Ordering::Acquire));
-        let root_level = self.node_at(root, guard).map_or(0, |n| n.meta.level as usize);
+        let root_level = self
+            .node_at(root, guard)
+            .map_or(0, |n| n.meta.level as usize);
         // (pid, expected low, expected high) for the pages of the current level, left to right.
         let mut level_pages: Vec<(Pid, Option<K>, Option<K>)> = vec![(root, None, None)];
         for level in (0..=root_level).rev() {
@@ -114,14 +116,19 @@ where
                         if !found.is_some_and(|v| core::ptr::eq(v, *value)) {
                             return Err(fail(
                                 position,
-                                format!("{pid:?}: key {key:?} is not found by a lookup from the root"),
+                                format!(
+                                    "{pid:?}: key {key:?} is not found by a lookup from the root"
+                                ),
                             ));
                         }
                     }
                 } else {
                     let children = chain::collect_inner(node);
-                    check_sorted_in_range(children.iter().skip(1).filter_map(|(low, _)| *low), &in_range)
-                        .map_err(|p| fail(position, format!("{pid:?}: {p}")))?;
+                    check_sorted_in_range(
+                        children.iter().skip(1).filter_map(|(low, _)| *low),
+                        &in_range,
+                    )
+                    .map_err(|p| fail(position, format!("{pid:?}: {p}")))?;
                     if children.len() != node.meta.size as usize {
                         return Err(fail(
                             position,
@@ -134,7 +141,9 @@ where
                     }
                     for (i, (low, child)) in children.iter().enumerate() {
                         let child_low = if i == 0 { node.low() } else { *low };
-                        let child_high = children.get(i + 1).map_or(node.high(), |(next_low, _)| *next_low);
+                        let child_high = children
+                            .get(i + 1)
+                            .map_or(node.high(), |(next_low, _)| *next_low);
                         next_level.push((*child, child_low.cloned(), child_high.cloned()));
                     }
                 }

@@ -17,9 +17,13 @@ mod traverse;
 mod tree;
 mod write;
 
+/// The epoch-based reclamation crate the tree uses, re-exported so that [`BwTree::with_collector`] and
+/// [`BwTree::pin_with`] can be called without depending on a matching version of it.
+pub use crossbeam_epoch as epoch;
+
 pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Maintenance};
 pub use invariants::InvariantViolation;
 pub use iter::Range;
-pub use map::ConcurrentMap;
 pub use maintenance::{MaintenanceHandle, MaintenanceReport};
+pub use map::ConcurrentMap;
 pub use tree::{BwTree, ForeignHandle, Pinned};

@@ -61,6 +61,9 @@ fn segment_len(segment: usize) -> usize {
 
 type Slot<K, V> = Atomic<Node<K, V>>;
 
+/// The installed node, or the caller's node back after a lost CAS.
+pub(crate) type CasResult<'g, K, V> = Result<Shared<'g, Node<K, V>>, Owned<Node<K, V>>>;
+
 /// PID → page-state table. See the module docs.
 pub(crate) struct MappingTable<K, V> {
     segments: Box<[AtomicPtr<Slot<K, V>>]>,
@@ -138,8 +141,10 @@ impl<K, V> MappingTable<K, V> {
         current: Shared<'g, Node<K, V>>,
         new: Owned<Node<K, V>>,
         guard: &'g Guard,
-    ) -> Result<Shared<'g, Node<K, V>>, Owned<Node<K, V>>> {
-        let slot = self.slot(pid).expect("CAS on a PID that was never allocated");
+    ) -> CasResult<'g, K, V> {
+        let slot = self
+            .slot(pid)
+            .expect("CAS on a PID that was never allocated");
         // AcqRel: Release publishes the new node's contents (and everything it points to) to the
         // threads that Acquire-load it; Acquire orders our later reads after the state we replaced.
         // Acquire on failure: the caller inspects the state that beat it.
@@ -160,7 +165,9 @@ impl<K, V> MappingTable<K, V> {
     /// Takes back a PID that was allocated but never linked into the tree (a split or root
     /// installation whose CAS failed) and frees its page at once: no other thread can hold it.
     pub(crate) fn free_unpublished(&self, pid: Pid, guard: &Guard) {
-        let slot = self.slot(pid).expect("freeing a PID that was never allocated");
+        let slot = self
+            .slot(pid)
+            .expect("freeing a PID that was never allocated");
         // Relaxed is enough: no other thread knows this PID, so nobody reads the slot concurrently.
         let page = slot.swap(Shared::null(), Ordering::Relaxed, guard);
         if !page.is_null() {
@@ -176,7 +183,9 @@ impl<K, V> MappingTable<K, V> {
     /// not touched: whoever took ownership of it (a merge delta) retires it.
     #[allow(dead_code)] // used by page merges
     pub(crate) fn release_removed(&self, pid: Pid, guard: &Guard) {
-        let slot = self.slot(pid).expect("releasing a PID that was never allocated");
+        let slot = self
+            .slot(pid)
+            .expect("releasing a PID that was never allocated");
         // Release: orders the merge that made the page unreachable before the slot reads null;
         // threads that load null restart from the root.
         slot.store(Shared::null(), Ordering::Release);
@@ -294,10 +303,13 @@ impl FreeList {
         loop {
             node.next.store(head, Ordering::Relaxed);
             // Release: publishes the node's fields to the popper that Acquire-loads the head.
-            match self
-                .head
-                .compare_exchange(head, node, Ordering::Release, Ordering::Relaxed, guard)
-            {
+            match self.head.compare_exchange(
+                head,
+                node,
+                Ordering::Release,
+                Ordering::Relaxed,
+                guard,
+            ) {
                 Ok(_) => return,
                 Err(err) => {
                     head = err.current;
@@ -353,9 +365,15 @@ mod tests {
     #[test]
     fn locate_covers_every_pid_without_overlap() {
         assert_eq!(locate(Pid(0)), (0, 0));
-        assert_eq!(locate(Pid(FIRST_SEGMENT - 1)), (0, FIRST_SEGMENT as usize - 1));
+        assert_eq!(
+            locate(Pid(FIRST_SEGMENT - 1)),
+            (0, FIRST_SEGMENT as usize - 1)
+        );
         assert_eq!(locate(Pid(FIRST_SEGMENT)), (1, 0));
-        assert_eq!(locate(Pid(3 * FIRST_SEGMENT - 1)), (1, 2 * FIRST_SEGMENT as usize - 1));
+        assert_eq!(
+            locate(Pid(3 * FIRST_SEGMENT - 1)),
+            (1, 2 * FIRST_SEGMENT as usize - 1)
+        );
         assert_eq!(locate(Pid(3 * FIRST_SEGMENT)), (2, 0));
         let (segment, offset) = locate(Pid(u64::MAX));
         assert!(segment < SEGMENTS);

@@ -348,7 +348,8 @@ mod tests {
 
     #[test]
     fn base_bounds_point_into_the_node() {
-        let base = Node::<u64, u64>::leaf_base(Some(10), Some(20), Pid(3), vec![10, 15], vec![1, 2]);
+        let base =
+            Node::<u64, u64>::leaf_base(Some(10), Some(20), Pid(3), vec![10, 15], vec![1, 2]);
         assert_eq!(base.low(), Some(&10));
         assert_eq!(base.high(), Some(&20));
         assert_eq!(base.meta.size, 2);

@@ -66,7 +66,10 @@ where
         if level == 0 {
             (self.config.leaf_capacity, self.config.leaf_chain_threshold)
         } else {
-            (self.config.inner_capacity, self.config.inner_chain_threshold)
+            (
+                self.config.inner_capacity,
+                self.config.inner_chain_threshold,
+            )
         }
     }
 
@@ -80,9 +83,20 @@ where
         let node = page.node();
         let base = if node.is_leaf() {
             let mut entries = Vec::with_capacity(node.meta.size as usize);
-            chain::collect_leaf(node, core::ops::Bound::Unbounded, core::ops::Bound::Unbounded, &mut entries);
+            chain::collect_leaf(
+                node,
+                core::ops::Bound::Unbounded,
+                core::ops::Bound::Unbounded,
+                &mut entries,
+            );
             let (keys, values) = clone_entries(&entries);
-            Node::leaf_base(node.low().cloned(), node.high().cloned(), node.meta.right, keys, values)
+            Node::leaf_base(
+                node.low().cloned(),
+                node.high().cloned(),
+                node.meta.right,
+                keys,
+                values,
+            )
         } else {
             let children = chain::collect_inner(node);
             let (separators, pids) = split_children(&children);
@@ -122,14 +136,25 @@ where
         let high = node.high().cloned();
         let (lower, upper_pid, separator) = if node.is_leaf() {
             let mut entries = Vec::with_capacity(node.meta.size as usize);
-            chain::collect_leaf(node, core::ops::Bound::Unbounded, core::ops::Bound::Unbounded, &mut entries);
+            chain::collect_leaf(
+                node,
+                core::ops::Bound::Unbounded,
+                core::ops::Bound::Unbounded,
+                &mut entries,
+            );
             if entries.len() < 2 {
                 return false;
             }
             let middle = entries.len() / 2;
             let separator = entries[middle].0.clone();
             let (keys, values) = clone_entries(&entries[middle..]);
-            let upper = Node::leaf_base(Some(separator.clone()), high.clone(), node.meta.right, keys, values);
+            let upper = Node::leaf_base(
+                Some(separator.clone()),
+                high.clone(),
+                node.meta.right,
+                keys,
+                values,
+            );
             let upper_pid = self.table.allocate(upper, guard);
             let (keys, values) = clone_entries(&entries[..middle]);
             let lower = Node::leaf_base(low, Some(separator.clone()), upper_pid, keys, values);
@@ -140,12 +165,29 @@ where
                 return false;
             }
             let middle = children.len() / 2;
-            let separator = children[middle].0.expect("only the first child lacks a low key").clone();
+            let separator = children[middle]
+                .0
+                .expect("only the first child lacks a low key")
+                .clone();
             let (separators, pids) = split_children(&children[middle..]);
-            let upper = Node::inner_base(level, Some(separator.clone()), high.clone(), node.meta.right, separators, pids);
+            let upper = Node::inner_base(
+                level,
+                Some(separator.clone()),
+                high.clone(),
+                node.meta.right,
+                separators,
+                pids,
+            );
             let upper_pid = self.table.allocate(upper, guard);
             let (separators, pids) = split_children(&children[..middle]);
-            let lower = Node::inner_base(level, low, Some(separator.clone()), upper_pid, separators, pids);
+            let lower = Node::inner_base(
+                level,
+                low,
+                Some(separator.clone()),
+                upper_pid,
+                separators,
+                pids,
+            );
             (lower, upper_pid, separator)
         };
         let lower = lower.into_shared(guard);
@@ -177,8 +219,12 @@ where
     /// Step 3 of a split: makes sure the parent level routes the split-off keys to the new sibling.
     ///
     /// `page` must be a page whose newest node is a split delta. Idempotent: if the parent already
-    /// has the entry, nothing is posted.
-    pub(crate) fn complete_split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> Result<(), Restart> {
+    /// has the entry, nothing is posted. Returns whether this call did the posting (or grew the root).
+    pub(crate) fn complete_split(
+        &self,
+        page: PageRef<'_, K, V>,
+        guard: &Guard,
+    ) -> Result<bool, Restart> {
         let node = page.node();
         let Body::Split {
             separator,
@@ -187,17 +233,19 @@ where
             ..
         } = &node.body
         else {
-            return Ok(());
+            return Ok(false);
         };
         let level = node.meta.level;
         loop {
             let Some(parent) = self.descend(&At(separator), level + 1, Intent::Write, guard) else {
                 // The split page is (or was) the root.
                 match self.grow_root(page, separator, *right, guard) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => return Ok(true),
                     // Another thread grew the tree first; if the page moved on meanwhile, the split
                     // was completed (nothing is posted on an unfinished split).
-                    Err(Restart) if self.table.load(page.pid, guard) != page.ptr => return Ok(()),
+                    Err(Restart) if self.table.load(page.pid, guard) != page.ptr => {
+                        return Ok(false);
+                    }
                     Err(Restart) => {
                         retry_pause();
                         continue;
@@ -207,14 +255,14 @@ where
             let parent_node = parent.node();
             let routed = chain::inner_route(parent_node, &At(separator));
             if routed == *right {
-                return Ok(());
+                return Ok(false);
             }
             if routed != page.pid {
                 // The parent does not route the separator to the split page. By the help-along
                 // invariant that means the page moved on (its split completed and later changes
                 // followed); if its head is still the split delta, our view is inconsistent.
                 return if self.table.load(page.pid, guard) != page.ptr {
-                    Ok(())
+                    Ok(false)
                 } else {
                     Err(Restart)
                 };
@@ -238,7 +286,7 @@ where
                         },
                         guard,
                     );
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(entry) => {
                     drop(entry);
@@ -249,7 +297,13 @@ where
     }
 
     /// Completes a split of the root page by publishing a new root above it.
-    fn grow_root(&self, page: PageRef<'_, K, V>, separator: &K, right: Pid, guard: &Guard) -> Result<(), Restart> {
+    fn grow_root(
+        &self,
+        page: PageRef<'_, K, V>,
+        separator: &K,
+        right: Pid,
+        guard: &Guard,
+    ) -> Result<(), Restart> {
         // Acquire: pairs with the Release of a competing root installation.
         let root = Pid(self.root.load(Ordering::Acquire));
         if root != page.pid {
@@ -258,11 +312,21 @@ where
             return Err(Restart);
         }
         let level = page.node().meta.level;
-        let new_root = Node::inner_base(level + 1, None, None, Pid::NONE, vec![separator.clone()], vec![page.pid, right]);
+        let new_root = Node::inner_base(
+            level + 1,
+            None,
+            None,
+            Pid::NONE,
+            vec![separator.clone()],
+            vec![page.pid, right],
+        );
         let new_pid = self.table.allocate(new_root, guard);
         // AcqRel: Release publishes the new root PID after its page (stored with Release in
         // `allocate`); Acquire on failure: we look at the winner's root next.
-        match self.root.compare_exchange(root.0, new_pid.0, Ordering::AcqRel, Ordering::Acquire) {
+        match self
+            .root
+            .compare_exchange(root.0, new_pid.0, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.table.free_unpublished(new_pid, guard);
@@ -285,8 +349,117 @@ fn clone_entries<K: Clone, V: Clone>(entries: &[(&K, &V)]) -> (Vec<K>, Vec<V>) {
 fn split_children<K: Clone>(children: &[(Option<&K>, Pid)]) -> (Vec<K>, Vec<Pid>) {
     let separators = children[1..]
         .iter()
-        .map(|(low, _)| (*low).expect("only the first child lacks a low key").clone())
+        .map(|(low, _)| {
+            (*low)
+                .expect("only the first child lacks a low key")
+                .clone()
+        })
         .collect();
     let pids = children.iter().map(|(_, pid)| *pid).collect();
     (separators, pids)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::BwTree;
+    use crate::chain::{At, First};
+    use crate::config::Config;
+    use crate::node::Body;
+    use crate::traverse::Intent;
+
+    fn tree(leaf_capacity: usize, leaf_chain_threshold: usize) -> BwTree {
+        BwTree::with_config(Config {
+            leaf_capacity,
+            leaf_chain_threshold,
+            ..Config::tiny()
+        })
+        .unwrap()
+    }
+
+    fn leaf_depth(tree: &BwTree, key: u64) -> u32 {
+        let guard = &tree.guard();
+        tree.find_leaf(&At(&key), Intent::Read, guard)
+            .node()
+            .meta
+            .depth
+    }
+
+    #[test]
+    fn consolidation_keeps_chains_within_the_threshold() {
+        let tree = tree(64, 3);
+        let mut depths = Vec::new();
+        for key in 0..9 {
+            tree.insert(key, key);
+            depths.push(leaf_depth(&tree, 0));
+        }
+        // Three deltas accumulate, the fourth triggers a consolidation into a fresh base page.
+        assert_eq!(depths, vec![1, 2, 3, 0, 1, 2, 3, 0, 1]);
+        let guard = &tree.guard();
+        let leaf = tree.find_leaf(&At(&0), Intent::Read, guard);
+        assert_eq!(leaf.node().meta.size, 9);
+        // Overwrites and deletes replay correctly through a consolidation.
+        tree.insert(3, 33);
+        tree.remove(&4);
+        tree.insert(4, 44);
+        // depth 1 + 3 = 4 > 3: consolidated, then the last delete is on top of the new base page.
+        tree.remove(&5);
+        assert_eq!(leaf_depth(&tree, 0), 1);
+        assert_eq!(
+            tree.iter().collect::<Vec<_>>(),
+            vec![
+                (0, 0),
+                (1, 1),
+                (2, 2),
+                (3, 33),
+                (4, 44),
+                (6, 6),
+                (7, 7),
+                (8, 8)
+            ]
+        );
+    }
+
+    #[test]
+    fn split_installs_sibling_parent_entry_and_new_root() {
+        let tree = tree(4, 8);
+        for key in 0..4 {
+            tree.insert(key * 10, key);
+        }
+        assert_eq!(tree.height(), 1);
+        tree.insert(40, 4);
+        assert_eq!(tree.height(), 2, "the fifth record splits the root leaf");
+        let guard = &tree.guard();
+        let left = tree.find_leaf(&First, Intent::Read, guard);
+        let node = left.node();
+        // The left half keeps the split delta on top of its new base page until someone posts on it.
+        assert!(matches!(node.body, Body::Split { .. }));
+        assert_eq!(node.meta.size, 2);
+        assert_eq!(node.high(), Some(&20));
+        let right = tree.find_leaf(&At(&20), Intent::Read, guard);
+        assert_eq!(right.pid, node.meta.right);
+        assert_eq!(right.node().low(), Some(&20));
+        assert_eq!(right.node().meta.size, 3);
+        tree.check_invariants().unwrap();
+        // Posting on the left half again must not lose the split (its entry is in the new root).
+        tree.insert(5, 5);
+        assert!(!matches!(
+            tree.find_leaf(&First, Intent::Read, guard).node().body,
+            Body::Split { .. }
+        ));
+        tree.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn cascading_splits_grow_the_tree_one_level_at_a_time() {
+        let tree = tree(4, 2);
+        let mut last_height = 1;
+        for key in 0..2_000u64 {
+            tree.insert(key, key);
+            let height = tree.height();
+            assert!(height == last_height || height == last_height + 1);
+            last_height = height;
+        }
+        assert!(last_height >= 6, "{last_height}");
+        tree.check_invariants().unwrap();
+    }
 }

@@ -163,7 +163,11 @@ where
     /// Completes the split that is the newest node of `page`, if there is one, so that a delta may
     /// be posted on top of it.
     #[inline]
-    pub(crate) fn finish_top_split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> Result<(), Restart> {
+    pub(crate) fn finish_top_split(
+        &self,
+        page: PageRef<'_, K, V>,
+        guard: &Guard,
+    ) -> Result<(), Restart> {
         if matches!(page.node().body, Body::Split { .. }) {
             self.complete_split(page, guard)?;
         }

@@ -131,7 +131,10 @@ where
     /// present and unchanged for the whole scan is returned exactly once; keys inserted or removed
     /// during the scan may or may not be returned; every returned pair was present at some moment of
     /// the scan.
-    pub fn range<R: RangeBounds<K>>(&self, range: R) -> impl DoubleEndedIterator<Item = (K, V)> + '_ {
+    pub fn range<R: RangeBounds<K>>(
+        &self,
+        range: R,
+    ) -> impl DoubleEndedIterator<Item = (K, V)> + '_ {
         Range::new(self, range)
     }
 
@@ -164,7 +167,12 @@ where
             let Some(high) = node.high() else {
                 return total;
             };
-            page = match self.settle(node.meta.right, &crate::chain::At(high), Intent::Read, guard) {
+            page = match self.settle(
+                node.meta.right,
+                &crate::chain::At(high),
+                Intent::Read,
+                guard,
+            ) {
                 Ok(next) => next,
                 Err(_) => self.find_leaf(&crate::chain::At(high), Intent::Read, guard),
             };
