@@ -20,7 +20,7 @@ use core::cmp::Ordering as CmpOrdering;
 use core::ops::Bound;
 
 use crate::mapping::Pid;
-use crate::node::{Body, Node};
+use crate::node::{Body, NodeRef};
 
 /// What a descent is looking for. Implemented by zero-sized or reference types so that every
 /// traversal is monomorphised for its probe and the hot `At` case compiles to plain comparisons.
@@ -68,23 +68,23 @@ impl<K> Probe<K> for Last {
 
 /// The value a leaf page holds for `key`. `key` must lie in the page's range.
 #[inline]
-pub(crate) fn leaf_get<'n, K: Ord, V>(head: &'n Node<K, V>, key: &K) -> Option<&'n V> {
+pub(crate) fn leaf_get<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Option<&'g V> {
     let mut node = head;
     loop {
-        match &node.body {
-            Body::Insert { key: k, value, .. } => {
-                if k == key {
-                    return Some(value);
+        match node.body() {
+            Body::Insert(delta) => {
+                if delta.key == *key {
+                    return Some(&delta.value);
                 }
             }
-            Body::Delete { key: k, .. } => {
-                if k == key {
+            Body::Delete(delta) => {
+                if delta.key == *key {
                     return None;
                 }
             }
             Body::Leaf(base) => return base.get(key),
-            Body::Split { .. } => {}
-            Body::Inner(_) | Body::IndexEntry { .. } => {
+            Body::Split(_) => {}
+            Body::Inner(_) | Body::IndexEntry(_) => {
                 debug_assert!(false, "inner node in a leaf chain");
                 return None;
             }
@@ -95,18 +95,13 @@ pub(crate) fn leaf_get<'n, K: Ord, V>(head: &'n Node<K, V>, key: &K) -> Option<&
 
 /// The child of an inner page that the probe should descend into.
 #[inline]
-pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: &Node<K, V>, probe: &P) -> Pid {
+pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe: &P) -> Pid {
     let mut node = head;
     loop {
-        match &node.body {
-            Body::IndexEntry {
-                separator,
-                child,
-                child_high,
-                ..
-            } => {
-                if probe.right_of(Some(separator)) && !probe.right_of(child_high.as_ref()) {
-                    return *child;
+        match node.body() {
+            Body::IndexEntry(entry) => {
+                if probe.right_of(Some(&entry.separator)) && !probe.right_of(entry.child_high.as_ref()) {
+                    return entry.child;
                 }
             }
             Body::Inner(base) => {
@@ -115,8 +110,8 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: &Node<K, V>, probe: &P) 
                     .partition_point(|s| probe.right_of(Some(s)));
                 return base.children()[i];
             }
-            Body::Split { .. } => {}
-            Body::Leaf(_) | Body::Insert { .. } | Body::Delete { .. } => {
+            Body::Split(_) => {}
+            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
@@ -142,30 +137,30 @@ pub(crate) fn in_bounds<K: Ord>(key: &K, lo: Bound<&K>, hi: Bound<&K>) -> bool {
 
 /// Appends to `out`, in ascending key order, every record of the leaf page whose key lies within
 /// `(lo, hi)`: the page's logical content as of `head`.
-pub(crate) fn collect_leaf<'n, K: Ord, V>(
-    head: &'n Node<K, V>,
+pub(crate) fn collect_leaf<'g, K: Ord, V>(
+    head: NodeRef<'g, K, V>,
     lo: Bound<&K>,
     hi: Bound<&K>,
-    out: &mut Vec<(&'n K, &'n V)>,
+    out: &mut Vec<(&'g K, &'g V)>,
 ) {
     // Newest first; `None` marks a delete.
-    let mut deltas: Vec<(&'n K, Option<&'n V>)> = Vec::new();
+    let mut deltas: Vec<(&'g K, Option<&'g V>)> = Vec::new();
     let mut node = head;
     let base = loop {
-        match &node.body {
-            Body::Insert { key, value, .. } => {
-                if in_bounds(key, lo, hi) {
-                    deltas.push((key, Some(value)));
+        match node.body() {
+            Body::Insert(delta) => {
+                if in_bounds(&delta.key, lo, hi) {
+                    deltas.push((&delta.key, Some(&delta.value)));
                 }
             }
-            Body::Delete { key, .. } => {
-                if in_bounds(key, lo, hi) {
-                    deltas.push((key, None));
+            Body::Delete(delta) => {
+                if in_bounds(&delta.key, lo, hi) {
+                    deltas.push((&delta.key, None));
                 }
             }
-            Body::Split { .. } => {}
+            Body::Split(_) => {}
             Body::Leaf(base) => break base,
-            Body::Inner(_) | Body::IndexEntry { .. } => unreachable!("inner node in a leaf chain"),
+            Body::Inner(_) | Body::IndexEntry(_) => unreachable!("inner node in a leaf chain"),
         }
         node = node.next().expect("a delta always has a successor");
     };
@@ -217,23 +212,21 @@ pub(crate) fn collect_leaf<'n, K: Ord, V>(
 
 /// The logical content of an inner page as of `head`: its children in key order, each with its low
 /// key (`None` for the first child, which starts at the page's own low key).
-pub(crate) fn collect_inner<'n, K: Ord, V>(head: &'n Node<K, V>) -> Vec<(Option<&'n K>, Pid)> {
-    let mut entries: Vec<(&'n K, Pid)> = Vec::new();
+pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Option<&'g K>, Pid)> {
+    let mut entries: Vec<(&'g K, Pid)> = Vec::new();
     let mut node = head;
     let base = loop {
-        match &node.body {
-            Body::IndexEntry {
-                separator, child, ..
-            } => entries.push((separator, *child)),
-            Body::Split { .. } => {}
+        match node.body() {
+            Body::IndexEntry(entry) => entries.push((&entry.separator, entry.child)),
+            Body::Split(_) => {}
             Body::Inner(base) => break base,
-            Body::Leaf(_) | Body::Insert { .. } | Body::Delete { .. } => {
+            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
         node = node.next().expect("a delta always has a successor");
     };
-    let mut children: Vec<(Option<&'n K>, Pid)> =
+    let mut children: Vec<(Option<&'g K>, Pid)> =
         Vec::with_capacity(base.children().len() + entries.len());
     children.push((None, base.children()[0]));
     children.extend(
@@ -260,53 +253,58 @@ pub(crate) fn collect_inner<'n, K: Ord, V>(head: &'n Node<K, V>) -> Vec<(Option<
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::reclaim::free_chain_now;
-    use core::ptr;
+    use crate::node::{self, OwnedNode, free_chain};
 
-    /// Builds a leaf chain from a base page and `(key, Some(value) | None)` deltas, oldest first.
-    fn leaf_chain(base: &[(u64, u64)], deltas: &[(u64, Option<u64>)]) -> *mut Node<u64, u64> {
-        let (keys, values) = base.iter().copied().unzip();
-        let mut head = Node::leaf_base(None, None, Pid::NONE, keys, values).into_box();
-        for &(key, value) in deltas {
-            let body = match value {
-                Some(value) => Body::Insert {
-                    next: ptr::null(),
-                    key,
-                    value,
-                },
-                None => Body::Delete {
-                    next: ptr::null(),
-                    key,
-                },
-            };
-            let prev = Box::into_raw(head);
-            // SAFETY: `prev` is a live node we just leaked; the new delta takes ownership of it.
-            head = Node::delta(unsafe { &*prev }, body, 0).into_box();
+    /// A chain built by hand, freed on drop.
+    struct Chain(*mut crate::node::Node<u64, u64>);
+
+    impl Chain {
+        fn head(&self) -> NodeRef<'_, u64, u64> {
+            // SAFETY: the chain is alive until `self` is dropped.
+            unsafe { NodeRef::from_raw(self.0) }.unwrap()
         }
-        Box::into_raw(head)
+
+        fn push(&mut self, build: impl FnOnce(NodeRef<'_, u64, u64>) -> OwnedNode<u64, u64>) {
+            let node = build(self.head());
+            self.0 = node.into_raw();
+        }
     }
 
-    fn collect_all(head: *mut Node<u64, u64>, lo: Bound<&u64>, hi: Bound<&u64>) -> Vec<(u64, u64)> {
+    impl Drop for Chain {
+        fn drop(&mut self) {
+            // SAFETY: built here, never shared.
+            unsafe { free_chain(self.0) }
+        }
+    }
+
+    /// A leaf chain from a base page and `(key, Some(value) | None)` deltas, oldest first.
+    fn leaf_chain(base: &[(u64, u64)], deltas: &[(u64, Option<u64>)]) -> Chain {
+        let mut chain = Chain(node::leaf_base(None, None, Pid::NONE, base.iter().copied()).into_raw());
+        for &(key, value) in deltas {
+            chain.push(|prev| match value {
+                Some(value) => node::insert_delta(prev, key, value, 0),
+                None => node::delete_delta(prev, key, 0),
+            });
+        }
+        chain
+    }
+
+    fn collect_all(chain: &Chain, lo: Bound<&u64>, hi: Bound<&u64>) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
-        // SAFETY: the chain is alive until the caller frees it.
-        collect_leaf(unsafe { &*head }, lo, hi, &mut out);
+        collect_leaf(chain.head(), lo, hi, &mut out);
         out.into_iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     #[test]
     fn newest_delta_wins_in_get_and_collect() {
-        let head = leaf_chain(
-            &[(1, 10), (3, 30), (5, 50)],
-            &[
-                (3, None),
-                (4, Some(40)),
-                (3, Some(31)),
-                (1, None),
-                (6, Some(60)),
-            ],
-        );
-        // SAFETY: `head` is alive until freed below.
-        let node = unsafe { &*head };
+        let chain = leaf_chain(&[(1, 10), (3, 30), (5, 50)], &[
+            (3, None),
+            (4, Some(40)),
+            (3, Some(31)),
+            (1, None),
+            (6, Some(60)),
+        ]);
+        let node = chain.head();
         assert_eq!(leaf_get(node, &1), None);
         assert_eq!(leaf_get(node, &3), Some(&31));
         assert_eq!(leaf_get(node, &4), Some(&40));
@@ -314,57 +312,28 @@ mod tests {
         assert_eq!(leaf_get(node, &2), None);
         assert_eq!(node.meta.depth, 5);
         assert_eq!(
-            collect_all(head, Bound::Unbounded, Bound::Unbounded),
+            collect_all(&chain, Bound::Unbounded, Bound::Unbounded),
             vec![(3, 31), (4, 40), (5, 50), (6, 60)]
         );
         assert_eq!(
-            collect_all(head, Bound::Excluded(&3), Bound::Included(&5)),
+            collect_all(&chain, Bound::Excluded(&3), Bound::Included(&5)),
             vec![(4, 40), (5, 50)]
         );
         assert_eq!(
-            collect_all(head, Bound::Included(&3), Bound::Excluded(&5)),
+            collect_all(&chain, Bound::Included(&3), Bound::Excluded(&5)),
             vec![(3, 31), (4, 40)]
         );
-        assert_eq!(
-            collect_all(head, Bound::Included(&7), Bound::Unbounded),
-            vec![]
-        );
-        // SAFETY: built above and no longer used.
-        unsafe { free_chain_now(head) };
+        assert_eq!(collect_all(&chain, Bound::Included(&7), Bound::Unbounded), vec![]);
     }
 
     #[test]
     fn index_entries_route_by_their_own_range() {
-        let base =
-            Node::<u64, u64>::inner_base(1, None, None, Pid::NONE, vec![100], vec![Pid(1), Pid(2)]);
-        let base = Box::into_raw(base.into_box());
+        let base = node::inner_base::<u64, u64>(1, None, None, Pid::NONE, [100].into_iter(), &[Pid(1), Pid(2)]);
+        let mut chain = Chain(base.into_raw());
         // Pid(1) split at 50 into Pid(3); then Pid(3) split at 70 into Pid(4).
-        // SAFETY: `base` is alive; each delta takes ownership of its predecessor.
-        let e1 = Node::delta(
-            unsafe { &*base },
-            Body::IndexEntry {
-                next: ptr::null(),
-                separator: 50,
-                child: Pid(3),
-                child_high: Some(100),
-            },
-            3,
-        );
-        let e1 = Box::into_raw(e1.into_box());
-        // SAFETY: as above.
-        let e2 = Node::delta(
-            unsafe { &*e1 },
-            Body::IndexEntry {
-                next: ptr::null(),
-                separator: 70,
-                child: Pid(4),
-                child_high: Some(100),
-            },
-            4,
-        );
-        let head = Box::into_raw(e2.into_box());
-        // SAFETY: alive until freed below.
-        let node = unsafe { &*head };
+        chain.push(|prev| node::index_entry_delta(prev, 50, Pid(3), Some(100), 3));
+        chain.push(|prev| node::index_entry_delta(prev, 70, Pid(4), Some(100), 4));
+        let node = chain.head();
         let route = |k: u64| inner_route(node, &At(&k));
         assert_eq!(route(0), Pid(1));
         assert_eq!(route(49), Pid(1));
@@ -381,16 +350,11 @@ mod tests {
             .into_iter()
             .map(|(low, pid)| (low.copied(), pid))
             .collect();
-        assert_eq!(
-            children,
-            vec![
-                (None, Pid(1)),
-                (Some(50), Pid(3)),
-                (Some(70), Pid(4)),
-                (Some(100), Pid(2))
-            ]
-        );
-        // SAFETY: built above and no longer used.
-        unsafe { free_chain_now(head) };
+        assert_eq!(children, vec![
+            (None, Pid(1)),
+            (Some(50), Pid(3)),
+            (Some(70), Pid(4)),
+            (Some(100), Pid(2))
+        ]);
     }
 }

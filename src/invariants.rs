@@ -6,7 +6,7 @@ use core::ops::Bound;
 use crate::BwTree;
 use crate::chain;
 use crate::mapping::Pid;
-use crate::node::Node;
+use crate::node::NodeRef;
 use crate::sync::Ordering;
 
 /// A broken structural invariant found by [`BwTree::check_invariants`].
@@ -153,10 +153,8 @@ where
         Ok(())
     }
 
-    fn node_at<'g>(&self, pid: Pid, guard: &'g crossbeam_epoch::Guard) -> Option<&'g Node<K, V>> {
-        let ptr = self.table.load(pid, guard);
-        // SAFETY: loaded under `guard`; null is handled by `as_ref`.
-        unsafe { ptr.as_ref() }
+    fn node_at<'g>(&self, pid: Pid, guard: &'g crossbeam_epoch::Guard) -> Option<NodeRef<'g, K, V>> {
+        self.table.load(pid, guard)
     }
 }
 

@@ -121,12 +121,10 @@ where
     P: Probe<K>,
 {
     if !hint.is_none() {
-        // The hint may be stale (its page may have been merged away and the PID reused): `settle`
-        // restarts if the page's low key is above the cursor, and we check the level.
-        if let Ok(page) = tree.settle(hint, probe, Intent::Read, guard) {
-            if page.node().is_leaf() {
-                return page;
-            }
+        // The hint may be stale (its page may have been merged away and the PID reused):
+        // `settle_hint` checks the level and that the page's low key is not above the cursor.
+        if let Ok(page) = tree.settle_hint(hint, probe, guard) {
+            return page;
         }
     }
     tree.find_leaf(probe, Intent::Read, guard)

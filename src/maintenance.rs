@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::BwTree;
 use crate::mapping::Pid;
-use crate::node::Body;
+use crate::node::Kind;
 use crate::traverse::PageRef;
 
 /// What one maintenance pass did.
@@ -49,18 +49,17 @@ where
                 guard.repin();
             }
             let pid = Pid(raw);
-            if self.table.load(pid, &guard).is_null() {
+            if self.table.load(pid, &guard).is_none() {
                 continue;
             }
             report.pages += 1;
             // A page far over capacity (background mode) may need several splits in a row.
             for _ in 0..64 {
-                let ptr = self.table.load(pid, &guard);
-                if ptr.is_null() {
+                let Some(node) = self.table.load(pid, &guard) else {
                     break;
-                }
-                let page = PageRef { pid, ptr };
-                if matches!(page.node().body, Body::Split { .. }) {
+                };
+                let page = PageRef { pid, node };
+                if node.kind == Kind::Split {
                     match self.complete_split(page, &guard) {
                         Ok(true) => report.splits_completed += 1,
                         Ok(false) => {}

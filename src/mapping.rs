@@ -19,9 +19,9 @@
 
 use core::ptr;
 
-use crossbeam_epoch::{Atomic, Guard, Owned, Shared};
+use crossbeam_epoch::{Atomic, Guard, Owned};
 
-use crate::node::Node;
+use crate::node::{Node, NodeRef, OwnedNode, free_chain};
 use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering};
 
 /// A logical page id: an index into the [`MappingTable`].
@@ -63,10 +63,7 @@ fn segment_len(segment: usize) -> usize {
     (FIRST_SEGMENT as usize) << segment
 }
 
-type Slot<K, V> = Atomic<Node<K, V>>;
-
-/// The installed node, or the caller's node back after a lost CAS.
-pub(crate) type CasResult<'g, K, V> = Result<Shared<'g, Node<K, V>>, Owned<Node<K, V>>>;
+type Slot<K, V> = AtomicPtr<Node<K, V>>;
 
 /// PID → page-state table. See the module docs.
 pub(crate) struct MappingTable<K, V> {
@@ -106,7 +103,7 @@ impl<K, V> MappingTable<K, V> {
         }
         let (segment, _) = locate(pid);
         let len = segment_len(segment);
-        let fresh: Box<[Slot<K, V>]> = (0..len).map(|_| Atomic::null()).collect();
+        let fresh: Box<[Slot<K, V>]> = (0..len).map(|_| AtomicPtr::new(ptr::null_mut())).collect();
         let fresh = Box::into_raw(fresh) as *mut Slot<K, V>;
         // Release: publishes the initialised slots with the segment pointer. Acquire on failure: the
         // winner's slots must be visible before we use them.
@@ -123,15 +120,15 @@ impl<K, V> MappingTable<K, V> {
         self.slot(pid).expect("segment was just installed")
     }
 
-    /// Loads the current state of `pid`; null if the page is gone (its PID was freed).
+    /// Loads the current state of `pid`; `None` if the page is gone (its PID was freed).
     #[inline]
-    pub(crate) fn load<'g>(&self, pid: Pid, guard: &'g Guard) -> Shared<'g, Node<K, V>> {
-        match self.slot(pid) {
-            // Acquire: pairs with the Release of the CAS or store that published this state, so the
-            // node's contents (written before publication) are visible.
-            Some(slot) => slot.load(Ordering::Acquire, guard),
-            None => Shared::null(),
-        }
+    pub(crate) fn load<'g>(&self, pid: Pid, _guard: &'g Guard) -> Option<NodeRef<'g, K, V>> {
+        // Acquire: pairs with the Release of the CAS or store that published this state, so the
+        // node's contents (written before publication) are visible.
+        let ptr = self.slot(pid)?.load(Ordering::Acquire);
+        // SAFETY: the node was reachable from the table while we are pinned by `_guard`; it is
+        // retired (and freed only after every such guard is dropped) once it stops being reachable.
+        unsafe { NodeRef::from_raw(ptr) }
     }
 
     /// Installs `new` as the state of `pid` if the current state is still `current`.
@@ -142,42 +139,44 @@ impl<K, V> MappingTable<K, V> {
     pub(crate) fn cas<'g>(
         &self,
         pid: Pid,
-        current: Shared<'g, Node<K, V>>,
-        new: Owned<Node<K, V>>,
-        guard: &'g Guard,
-    ) -> CasResult<'g, K, V> {
-        let slot = self
-            .slot(pid)
-            .expect("CAS on a PID that was never allocated");
+        current: NodeRef<'g, K, V>,
+        new: OwnedNode<K, V>,
+        _guard: &'g Guard,
+    ) -> Result<NodeRef<'g, K, V>, OwnedNode<K, V>> {
+        let slot = self.slot(pid).expect("CAS on a PID that was never allocated");
+        let new = new.into_raw();
         // AcqRel: Release publishes the new node's contents (and everything it points to) to the
         // threads that Acquire-load it; Acquire orders our later reads after the state we replaced.
         // Acquire on failure: the caller inspects the state that beat it.
-        slot.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire, guard)
-            .map_err(|err| err.new)
+        match slot.compare_exchange(current.as_ptr() as *mut _, new, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: we just published `new`; it is retired only after being unlinked, which
+            // cannot be observed before `_guard` is dropped.
+            Ok(_) => Ok(unsafe { NodeRef::from_raw(new) }.expect("non-null")),
+            // SAFETY: the CAS failed, so `new` was never published and is ours again.
+            Err(_) => Err(unsafe { OwnedNode::from_raw(new) }),
+        }
     }
 
     /// Allocates a PID and publishes `page` as its first state.
-    pub(crate) fn allocate(&self, page: Owned<Node<K, V>>, guard: &Guard) -> Pid {
+    pub(crate) fn allocate(&self, page: OwnedNode<K, V>, guard: &Guard) -> Pid {
         let pid = self.pids.allocate(guard);
         let slot = self.slot_or_grow(pid);
         // Release: publishes the page's contents with the slot. The PID is not yet known to any
         // other thread; it becomes reachable only through a later Release CAS that links it.
-        slot.store(page, Ordering::Release);
+        slot.store(page.into_raw(), Ordering::Release);
         pid
     }
 
     /// Takes back a PID that was allocated but never linked into the tree (a split or root
     /// installation whose CAS failed) and frees its page at once: no other thread can hold it.
     pub(crate) fn free_unpublished(&self, pid: Pid, guard: &Guard) {
-        let slot = self
-            .slot(pid)
-            .expect("freeing a PID that was never allocated");
+        let slot = self.slot(pid).expect("freeing a PID that was never allocated");
         // Relaxed is enough: no other thread knows this PID, so nobody reads the slot concurrently.
-        let page = slot.swap(Shared::null(), Ordering::Relaxed, guard);
+        let page = slot.swap(ptr::null_mut(), Ordering::Relaxed);
         if !page.is_null() {
             // SAFETY: the page was published only into this slot, which no other thread ever
             // reached; the swap removed the only pointer to it.
-            unsafe { crate::reclaim::free_chain_now(page.as_raw()) };
+            unsafe { free_chain(page) };
         }
         self.pids.push(pid, guard);
     }
@@ -187,12 +186,10 @@ impl<K, V> MappingTable<K, V> {
     /// not touched: whoever took ownership of it (a merge delta) retires it.
     #[allow(dead_code)] // used by page merges
     pub(crate) fn release_removed(&self, pid: Pid, guard: &Guard) {
-        let slot = self
-            .slot(pid)
-            .expect("releasing a PID that was never allocated");
+        let slot = self.slot(pid).expect("releasing a PID that was never allocated");
         // Release: orders the merge that made the page unreachable before the slot reads null;
         // threads that load null restart from the root.
-        slot.store(Shared::null(), Ordering::Release);
+        slot.store(ptr::null_mut(), Ordering::Release);
         self.pids.recycle_after_epoch(pid, guard);
     }
 
@@ -214,14 +211,13 @@ impl<K, V> Drop for MappingTable<K, V> {
             // `Box::into_raw` on a slice of exactly `len` slots in `slot_or_grow`.
             let slots = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)) };
             for slot in slots.iter() {
-                // SAFETY: no other thread can access the table any more.
-                let guard = unsafe { crossbeam_epoch::unprotected() };
-                let page = slot.load(Ordering::Relaxed, guard);
+                let page = slot.load(Ordering::Relaxed);
                 if !page.is_null() {
-                    // SAFETY: each live chain is owned by exactly one slot (the slots of removed
-                    // pages are cleared before their memory changes owner), and retired chains are
-                    // never in a slot, so this frees every remaining page exactly once.
-                    unsafe { crate::reclaim::free_chain_now(page.as_raw()) };
+                    // SAFETY: `&mut self`: no other thread can access the table. Each live chain is
+                    // owned by exactly one slot (the slots of removed pages are cleared before their
+                    // memory changes owner), and retired chains are never in a slot, so this frees
+                    // every remaining page exactly once.
+                    unsafe { free_chain(page) };
                 }
             }
         }

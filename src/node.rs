@@ -5,31 +5,60 @@
 //! when a new node is prepended with one CAS on the slot (or the whole chain is replaced by a new base
 //! page, see `smo`).
 //!
-//! Every node carries a [`Meta`] header that summarises the whole logical page *as of that node*:
-//! its key range `[low, high)`, right sibling, level, number of entries and chain length. A thread
-//! therefore learns everything it needs for navigation from the head alone, without walking the chain.
-//! The `low`/`high` fields point at keys stored further down the same chain (in the base page or a
-//! split delta); a chain is always retired as a unit, so these pointers live exactly as long as the
-//! node that holds them.
+//! # Memory layout
+//! Every node is one heap allocation that starts with the same `#[repr(C)]` header, [`Node`]: a
+//! [`Meta`] summary of the whole logical page *as of that node* (key range `[low, high)`, right
+//! sibling, level, entry count, chain length) and a [`Kind`] tag. A thread therefore learns everything
+//! it needs for navigation from the head alone. The node types behind the header:
 //!
-//! Base pages keep keys and values in separate contiguous arrays so that a binary search touches only
-//! key cache lines.
+//! | kind | after the header |
+//! | --- | --- |
+//! | leaf base page | low key, high key, length, then the sorted keys and the values, each array contiguous |
+//! | inner base page | low key, high key, length, then the separators and the child PIDs |
+//! | insert / delete delta | link to the next node, key (and value) |
+//! | split / index-entry delta | link to the next node, separator, PID, high key of the new page |
+//!
+//! A base page is a single allocation — header, bounds and both arrays — so a lookup touches the
+//! header's cache line and the cache lines its binary search probes, nothing else. Keys and values are
+//! kept in separate arrays so that the search reads key lines only.
+//!
+//! The `low`/`high` pointers of a header point at keys stored further down the same chain (in the base
+//! page or a split delta); a chain is always freed as a unit, so they live as long as the node.
+//!
+//! # Safety model
+//! Nodes are reached through [`NodeRef`], a copyable raw pointer valid for the epoch guard it was
+//! loaded under (`'g`); it keeps the pointer's provenance over the whole allocation, which the trailing
+//! arrays of base pages need. All casts from the header to a concrete node type happen in
+//! [`NodeRef::body`], after checking the tag.
 
-use core::ptr;
-
-use crossbeam_epoch::Owned;
+use core::alloc::Layout;
+use core::marker::PhantomData;
+use core::mem::{align_of, size_of};
+use core::ops::Deref;
+use core::ptr::{self, NonNull};
 
 use crate::mapping::Pid;
 use crate::sync::PublishWitness;
 
-/// A pointer to an older node of the same chain. Immutable after publication.
-pub(crate) type NodePtr<K, V> = *const Node<K, V>;
+/// What a node is. Stored in every header; decides the node's concrete type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    LeafBase,
+    InnerBase,
+    Insert,
+    Delete,
+    Split,
+    IndexEntry,
+}
 
-/// One node of a page's chain: a delta record or a base page. See the module docs.
+/// The header every node starts with. See the module docs.
+#[repr(C)]
 pub(crate) struct Node<K, V> {
     pub(crate) meta: Meta<K>,
-    pub(crate) body: Body<K, V>,
+    pub(crate) kind: Kind,
     witness: PublishWitness,
+    _values: PhantomData<V>,
 }
 
 // SAFETY: a node owns its keys and values (sent to and shared with other threads, hence the bounds)
@@ -68,63 +97,267 @@ impl<K> Clone for Meta<K> {
     }
 }
 
-/// What a node is.
-pub(crate) enum Body<K, V> {
-    /// A leaf base page.
-    Leaf(LeafBase<K, V>),
-    /// An inner base page.
-    Inner(InnerBase<K>),
-    /// Leaf delta: `key` now maps to `value` (insert or overwrite).
-    Insert {
-        next: NodePtr<K, V>,
-        key: K,
-        value: V,
-    },
-    /// Leaf delta: `key` is no longer present.
-    Delete { next: NodePtr<K, V>, key: K },
-    /// Split delta: keys `>= separator` moved to the new right sibling `right`, which covers
-    /// `[separator, right_high)`. While it is the newest node of its chain, the index entry for
-    /// `right` may still be missing from the parent level: a thread that wants to post on this page
-    /// or cross to `right` first completes that step (help-along).
-    Split {
-        next: NodePtr<K, V>,
-        separator: K,
-        right: Pid,
-        right_high: Option<K>,
-    },
-    /// Inner delta: keys in `[separator, child_high)` are routed to `child` (the parent-level half of
-    /// a split of one of this page's children).
-    IndexEntry {
-        next: NodePtr<K, V>,
-        separator: K,
-        child: Pid,
-        child_high: Option<K>,
-    },
+/// Leaf delta: `key` now maps to `value` (insert or overwrite).
+#[repr(C)]
+pub(crate) struct InsertDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) key: K,
+    pub(crate) value: V,
 }
 
-/// A leaf base page: sorted, distinct keys and their values.
-pub(crate) struct LeafBase<K, V> {
-    low: Option<K>,
+/// Leaf delta: `key` is no longer present.
+#[repr(C)]
+pub(crate) struct DeleteDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) key: K,
+}
+
+/// Split delta: keys `>= separator` moved to the new right sibling `right`, which covers
+/// `[separator, right_high)`. While it is the newest node of its chain, the index entry for `right`
+/// may still be missing from the parent level: a thread that wants to post on this page or cross to
+/// `right` first completes that step (help-along).
+#[repr(C)]
+pub(crate) struct SplitDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) separator: K,
+    pub(crate) right: Pid,
+    pub(crate) right_high: Option<K>,
+}
+
+/// Inner delta: keys in `[separator, child_high)` are routed to `child` (the parent-level half of a
+/// split of one of this page's children).
+#[repr(C)]
+pub(crate) struct IndexEntryDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) separator: K,
+    pub(crate) child: Pid,
+    pub(crate) child_high: Option<K>,
+}
+
+/// The fixed part of a base page; the arrays follow it in the same allocation.
+#[repr(C)]
+struct BaseHeader<K, V> {
+    node: Node<K, V>,
+    /// First after the header: every visit compares the probe with it, so for small keys it shares
+    /// the header's cache line.
     high: Option<K>,
-    keys: Box<[K]>,
-    values: Box<[V]>,
-}
-
-/// An inner base page: `children[i]` covers `[separators[i - 1], separators[i])`, with the page's own
-/// `low` and `high` standing in at the ends.
-pub(crate) struct InnerBase<K> {
     low: Option<K>,
-    high: Option<K>,
-    separators: Box<[K]>,
-    children: Box<[Pid]>,
+    /// Leaf: number of records. Inner: number of children (one more than separators).
+    len: usize,
 }
 
-impl<K: Ord, V> LeafBase<K, V> {
+const fn round_up(offset: usize, align: usize) -> usize {
+    (offset + align - 1) & !(align - 1)
+}
+
+/// Base pages are aligned to a cache line so that the header never straddles two.
+const BASE_ALIGN: usize = 64;
+
+/// Offsets of a base page's two arrays `[A; a_len]` and `[B; b_len]`, and its layout.
+#[inline]
+fn base_layout<K, V, A, B>(a_len: usize, b_len: usize) -> (Layout, usize, usize) {
+    let a_offset = round_up(size_of::<BaseHeader<K, V>>(), align_of::<A>());
+    let b_offset = round_up(a_offset + a_len * size_of::<A>(), align_of::<B>());
+    let size = b_offset + b_len * size_of::<B>();
+    let align = BASE_ALIGN.max(align_of::<BaseHeader<K, V>>()).max(align_of::<A>()).max(align_of::<B>());
+    let layout = Layout::from_size_align(size, align).expect("base page too large");
+    (layout, a_offset, b_offset)
+}
+
+/// A published node, valid while the epoch guard `'g` it was loaded under is alive.
+pub(crate) struct NodeRef<'g, K, V> {
+    ptr: NonNull<Node<K, V>>,
+    _guard: PhantomData<&'g Node<K, V>>,
+}
+
+impl<K, V> Clone for NodeRef<'_, K, V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<K, V> Copy for NodeRef<'_, K, V> {}
+
+impl<K, V> Deref for NodeRef<'_, K, V> {
+    type Target = Node<K, V>;
+
+    #[inline]
+    fn deref(&self) -> &Node<K, V> {
+        // SAFETY: `from_raw`'s contract: the node is alive for `'g`, which outlives `self`.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+/// A node seen through its concrete type.
+pub(crate) enum Body<'g, K, V> {
+    Leaf(LeafRef<'g, K, V>),
+    Inner(InnerRef<'g, K, V>),
+    Insert(&'g InsertDelta<K, V>),
+    Delete(&'g DeleteDelta<K, V>),
+    Split(&'g SplitDelta<K, V>),
+    IndexEntry(&'g IndexEntryDelta<K, V>),
+}
+
+impl<'g, K, V> NodeRef<'g, K, V> {
+    /// # Safety
+    /// `ptr` must be null or point to a node that stays allocated for `'g` (it was loaded from the
+    /// mapping table, or reached from such a node, under an epoch guard that lives for `'g`).
+    #[inline]
+    pub(crate) unsafe fn from_raw(ptr: *const Node<K, V>) -> Option<Self> {
+        NonNull::new(ptr as *mut Node<K, V>).map(|ptr| {
+            let node = NodeRef {
+                ptr,
+                _guard: PhantomData,
+            };
+            node.witness.observe();
+            node
+        })
+    }
+
+    #[inline]
+    pub(crate) fn as_ptr(self) -> *const Node<K, V> {
+        self.ptr.as_ptr()
+    }
+
+    /// The node as its concrete type.
+    #[inline]
+    pub(crate) fn body(self) -> Body<'g, K, V> {
+        let ptr = self.ptr.as_ptr();
+        // SAFETY: every node type is `#[repr(C)]` with the header first, and the tag names the type
+        // the node was allocated as; `ptr` carries the provenance of the whole allocation and the
+        // node lives for `'g`.
+        unsafe {
+            match self.kind {
+                Kind::LeafBase => Body::Leaf(LeafRef {
+                    ptr: ptr.cast(),
+                    _guard: PhantomData,
+                }),
+                Kind::InnerBase => Body::Inner(InnerRef {
+                    ptr: ptr.cast(),
+                    _guard: PhantomData,
+                }),
+                Kind::Insert => Body::Insert(&*ptr.cast::<InsertDelta<K, V>>()),
+                Kind::Delete => Body::Delete(&*ptr.cast::<DeleteDelta<K, V>>()),
+                Kind::Split => Body::Split(&*ptr.cast::<SplitDelta<K, V>>()),
+                Kind::IndexEntry => Body::IndexEntry(&*ptr.cast::<IndexEntryDelta<K, V>>()),
+            }
+        }
+    }
+
+    /// The next older node of the chain, for a delta record.
+    #[inline]
+    pub(crate) fn next(self) -> Option<NodeRef<'g, K, V>> {
+        let next = next_of(self.as_ptr());
+        // SAFETY: a delta's successor is an older node of the same chain, published before it and
+        // freed no earlier than it, so it lives for `'g` as well.
+        unsafe { NodeRef::from_raw(next) }
+    }
+
+    /// The inclusive lower bound of the page (`None`: unbounded).
+    #[inline]
+    pub(crate) fn low(self) -> Option<&'g K> {
+        // SAFETY: `low` is null or points at a key inside this node or an older node of its chain;
+        // the chain is freed as a unit, so the key lives for `'g`.
+        unsafe { (*self.ptr.as_ptr()).meta.low.as_ref() }
+    }
+
+    /// The exclusive upper bound of the page (`None`: unbounded).
+    #[inline]
+    pub(crate) fn high(self) -> Option<&'g K> {
+        // SAFETY: as for `low`.
+        unsafe { (*self.ptr.as_ptr()).meta.high.as_ref() }
+    }
+}
+
+impl<K: Ord, V> NodeRef<'_, K, V> {
+    /// `key < high`: the page (or one to its left) is responsible for `key`.
+    #[inline]
+    pub(crate) fn below_high(self, key: &K) -> bool {
+        self.high().is_none_or(|high| key < high)
+    }
+
+    /// `low <= key`.
+    #[inline]
+    pub(crate) fn above_low(self, key: &K) -> bool {
+        self.low().is_none_or(|low| low <= key)
+    }
+}
+
+impl<K, V> Node<K, V> {
+    /// Whether this is a leaf page.
+    #[inline]
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.meta.level == 0
+    }
+
+    fn header(meta: Meta<K>, kind: Kind) -> Self {
+        Node {
+            meta,
+            kind,
+            witness: PublishWitness::new(),
+            _values: PhantomData,
+        }
+    }
+}
+
+/// The `next` link of a delta record; null for a base page.
+#[inline]
+fn next_of<K, V>(ptr: *const Node<K, V>) -> *const Node<K, V> {
+    // SAFETY: the caller passes a live node; for a delta kind the node is a `#[repr(C)]` delta struct
+    // whose `next` field sits at the same offset for every delta type (right after the header).
+    unsafe {
+        match (*ptr).kind {
+            Kind::LeafBase | Kind::InnerBase => ptr::null(),
+            Kind::Insert => (*ptr.cast::<InsertDelta<K, V>>()).next,
+            Kind::Delete => (*ptr.cast::<DeleteDelta<K, V>>()).next,
+            Kind::Split => (*ptr.cast::<SplitDelta<K, V>>()).next,
+            Kind::IndexEntry => (*ptr.cast::<IndexEntryDelta<K, V>>()).next,
+        }
+    }
+}
+
+/// A leaf base page, valid for `'g`.
+pub(crate) struct LeafRef<'g, K, V> {
+    ptr: *const BaseHeader<K, V>,
+    _guard: PhantomData<&'g Node<K, V>>,
+}
+
+impl<'g, K, V> LeafRef<'g, K, V> {
+    #[inline]
+    fn len(&self) -> usize {
+        // SAFETY: `ptr` points to a live leaf base page for `'g`.
+        unsafe { (*self.ptr).len }
+    }
+
+    /// The sorted keys.
+    #[inline]
+    pub(crate) fn keys(&self) -> &'g [K] {
+        let len = self.len();
+        let (_, keys, _) = base_layout::<K, V, K, V>(len, len);
+        // SAFETY: a leaf base page of `len` records holds `len` initialised keys at this offset, in
+        // the same allocation as the header; it lives for `'g`.
+        unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(keys).cast::<K>(), len) }
+    }
+
+    /// The values, in key order.
+    #[inline]
+    pub(crate) fn values(&self) -> &'g [V] {
+        let len = self.len();
+        let (_, _, values) = base_layout::<K, V, K, V>(len, len);
+        // SAFETY: as for `keys`.
+        unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(values).cast::<V>(), len) }
+    }
+}
+
+impl<'g, K: Ord, V> LeafRef<'g, K, V> {
     /// The value stored for `key`, if any.
     #[inline]
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        match self.keys.binary_search(key) {
-            Ok(i) => Some(&self.values[i]),
+    pub(crate) fn get(&self, key: &K) -> Option<&'g V> {
+        match self.keys().binary_search(key) {
+            Ok(i) => Some(&self.values()[i]),
             Err(_) => None,
         }
     }
@@ -133,208 +366,396 @@ impl<K: Ord, V> LeafBase<K, V> {
     #[inline]
     pub(crate) fn lower_bound(&self, key: &K, strict: bool) -> usize {
         if strict {
-            self.keys.partition_point(|k| k <= key)
+            self.keys().partition_point(|k| k <= key)
         } else {
-            self.keys.partition_point(|k| k < key)
+            self.keys().partition_point(|k| k < key)
         }
     }
 }
 
-impl<K, V> LeafBase<K, V> {
-    pub(crate) fn keys(&self) -> &[K] {
-        &self.keys
+/// An inner base page, valid for `'g`: `children[i]` covers `[separators[i - 1], separators[i])`,
+/// with the page's own `low` and `high` standing in at the ends.
+pub(crate) struct InnerRef<'g, K, V> {
+    ptr: *const BaseHeader<K, V>,
+    _guard: PhantomData<&'g Node<K, V>>,
+}
+
+impl<'g, K, V> InnerRef<'g, K, V> {
+    #[inline]
+    fn len(&self) -> usize {
+        // SAFETY: `ptr` points to a live inner base page for `'g`.
+        unsafe { (*self.ptr).len }
     }
 
-    pub(crate) fn values(&self) -> &[V] {
-        &self.values
+    /// The separators, sorted (one fewer than children).
+    #[inline]
+    pub(crate) fn separators(&self) -> &'g [K] {
+        let len = self.len();
+        let (_, separators, _) = base_layout::<K, V, K, Pid>(len - 1, len);
+        // SAFETY: an inner base page with `len` children holds `len - 1` initialised separators at
+        // this offset of its allocation; it lives for `'g`.
+        unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(separators).cast::<K>(), len - 1) }
+    }
+
+    /// The child PIDs.
+    #[inline]
+    pub(crate) fn children(&self) -> &'g [Pid] {
+        let len = self.len();
+        let (_, _, children) = base_layout::<K, V, K, Pid>(len - 1, len);
+        // SAFETY: as for `separators`, `len` child PIDs.
+        unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(children).cast::<Pid>(), len) }
     }
 }
 
-impl<K> InnerBase<K> {
-    pub(crate) fn separators(&self) -> &[K] {
-        &self.separators
-    }
-
-    pub(crate) fn children(&self) -> &[Pid] {
-        &self.children
-    }
+/// A node that has not been published (or whose publication CAS failed): freed on drop.
+pub(crate) struct OwnedNode<K, V> {
+    ptr: NonNull<Node<K, V>>,
 }
 
-impl<K, V> Node<K, V> {
-    /// A new leaf base page. `keys` must be sorted and distinct, inside `[low, high)`.
-    pub(crate) fn leaf_base(
-        low: Option<K>,
-        high: Option<K>,
-        right: Pid,
-        keys: Vec<K>,
-        values: Vec<V>,
-    ) -> Owned<Self> {
-        debug_assert_eq!(keys.len(), values.len());
-        let size = keys.len() as u32;
-        Self::base(
-            Body::Leaf(LeafBase {
-                low,
-                high,
-                keys: keys.into_boxed_slice(),
-                values: values.into_boxed_slice(),
-            }),
-            right,
-            size,
-            0,
-        )
+// SAFETY: an unpublished node is exclusively owned; sending it sends its keys and values.
+unsafe impl<K: Send + Sync, V: Send + Sync> Send for OwnedNode<K, V> {}
+
+impl<K, V> OwnedNode<K, V> {
+    /// Gives up ownership: the caller has published the node (or handed it to a chain that owns it).
+    #[inline]
+    pub(crate) fn into_raw(self) -> *mut Node<K, V> {
+        let ptr = self.ptr.as_ptr();
+        core::mem::forget(self);
+        ptr
     }
 
-    /// A new inner base page at `level` (≥ 1). `children.len() == separators.len() + 1`.
-    pub(crate) fn inner_base(
-        level: u8,
-        low: Option<K>,
-        high: Option<K>,
-        right: Pid,
-        separators: Vec<K>,
-        children: Vec<Pid>,
-    ) -> Owned<Self> {
-        debug_assert!(level >= 1);
-        debug_assert_eq!(children.len(), separators.len() + 1);
-        let size = children.len() as u32;
-        Self::base(
-            Body::Inner(InnerBase {
-                low,
-                high,
-                separators: separators.into_boxed_slice(),
-                children: children.into_boxed_slice(),
-            }),
-            right,
-            size,
-            level,
-        )
+    /// # Safety
+    /// `ptr` must come from [`OwnedNode::into_raw`] of a node that was never published, or that is
+    /// exclusively owned again (a lost CAS hands the node back).
+    #[inline]
+    pub(crate) unsafe fn from_raw(ptr: *mut Node<K, V>) -> Self {
+        OwnedNode {
+            ptr: NonNull::new(ptr).expect("null node"),
+        }
     }
 
-    fn base(body: Body<K, V>, right: Pid, size: u32, level: u8) -> Owned<Self> {
-        let mut node = Owned::new(Node {
-            meta: Meta {
-                low: ptr::null(),
-                high: ptr::null(),
-                right,
-                size,
-                depth: 0,
-                level,
-            },
-            body,
-            witness: PublishWitness::new(),
-        });
-        // The bounds live inside the node itself; their addresses are fixed only now that the node
-        // is on the heap.
-        let (low, high) = match &node.body {
-            Body::Leaf(base) => (base.low.as_ref(), base.high.as_ref()),
-            Body::Inner(base) => (base.low.as_ref(), base.high.as_ref()),
-            _ => unreachable!("base() builds base pages only"),
-        };
-        let (low, high) = (opt_ptr(low), opt_ptr(high));
-        node.meta.low = low;
-        node.meta.high = high;
-        node
+    /// A shared view of the node (for building a delta on top of it before publication).
+    #[inline]
+    pub(crate) fn as_ref(&self) -> NodeRef<'_, K, V> {
+        NodeRef {
+            ptr: self.ptr,
+            _guard: PhantomData,
+        }
     }
 
-    /// A delta record on top of `prev`, describing a page that now has `size` entries.
-    pub(crate) fn delta(prev: &Node<K, V>, body: Body<K, V>, size: u32) -> Owned<Self> {
-        let mut meta = prev.meta.clone();
-        meta.size = size;
-        meta.depth = prev.meta.depth + 1;
-        let mut node = Owned::new(Node {
-            meta,
-            body,
-            witness: PublishWitness::new(),
-        });
-        node.set_next(prev);
-        node
-    }
-
-    /// A split delta on top of `lower`, the new base page of the left half.
-    pub(crate) fn split_delta(
-        lower: &Node<K, V>,
-        separator: K,
-        right: Pid,
-        right_high: Option<K>,
-    ) -> Owned<Self> {
-        let body = Body::Split {
-            next: lower,
-            separator,
-            right,
-            right_high,
-        };
-        Self::delta(lower, body, lower.meta.size)
+    /// The key of an insert or delete delta.
+    pub(crate) fn data_key(&self) -> &K {
+        let ptr = self.ptr.as_ptr();
+        // SAFETY: we own the node; the tag names its type.
+        unsafe {
+            match (*ptr).kind {
+                Kind::Insert => &(*ptr.cast::<InsertDelta<K, V>>()).key,
+                Kind::Delete => &(*ptr.cast::<DeleteDelta<K, V>>()).key,
+                kind => unreachable!("{kind:?} is not a data delta"),
+            }
+        }
     }
 
     /// Re-targets an unpublished delta at a newer `prev` (after a lost CAS) with a new entry count.
-    pub(crate) fn rebase(&mut self, prev: &Node<K, V>, size: u32) {
-        self.meta = prev.meta.clone();
-        self.meta.size = size;
-        self.meta.depth = prev.meta.depth + 1;
-        self.set_next(prev);
-    }
-
-    fn set_next(&mut self, prev: &Node<K, V>) {
-        let prev: NodePtr<K, V> = prev;
-        match &mut self.body {
-            Body::Insert { next, .. }
-            | Body::Delete { next, .. }
-            | Body::Split { next, .. }
-            | Body::IndexEntry { next, .. } => *next = prev,
-            Body::Leaf(_) | Body::Inner(_) => unreachable!("a base page has no successor"),
+    pub(crate) fn rebase(&mut self, prev: NodeRef<'_, K, V>, size: u32) {
+        let ptr = self.ptr.as_ptr();
+        let mut meta = prev.meta.clone();
+        meta.size = size;
+        meta.depth = prev.meta.depth + 1;
+        // SAFETY: we own the unpublished node exclusively; every delta type has `next` right after
+        // the header, written through the concrete type named by the tag.
+        unsafe {
+            (*ptr).meta = meta;
+            set_next(ptr, prev.as_ptr());
         }
-    }
-
-    /// The inclusive lower bound of the page (`None`: unbounded).
-    #[inline]
-    pub(crate) fn low(&self) -> Option<&K> {
-        self.witness.observe();
-        // SAFETY: `low` is null or points at a key inside this node or an older node of its chain;
-        // the chain is freed as a unit, so the key lives as long as `self`.
-        unsafe { self.meta.low.as_ref() }
-    }
-
-    /// The exclusive upper bound of the page (`None`: unbounded).
-    #[inline]
-    pub(crate) fn high(&self) -> Option<&K> {
-        self.witness.observe();
-        // SAFETY: as for `low`.
-        unsafe { self.meta.high.as_ref() }
-    }
-
-    /// The next older node of the chain, for a delta record.
-    #[inline]
-    pub(crate) fn next(&self) -> Option<&Node<K, V>> {
-        let next = match &self.body {
-            Body::Insert { next, .. }
-            | Body::Delete { next, .. }
-            | Body::Split { next, .. }
-            | Body::IndexEntry { next, .. } => *next,
-            Body::Leaf(_) | Body::Inner(_) => return None,
-        };
-        self.witness.observe();
-        // SAFETY: a delta's successor is an older node of the same chain, published before the
-        // delta and freed no earlier than it.
-        Some(unsafe { &*next })
-    }
-
-    /// Whether this is a leaf page.
-    #[inline]
-    pub(crate) fn is_leaf(&self) -> bool {
-        self.meta.level == 0
     }
 }
 
-impl<K: Ord, V> Node<K, V> {
-    /// `key < high`: the page (or one to its left) is responsible for `key`.
-    #[inline]
-    pub(crate) fn below_high(&self, key: &K) -> bool {
-        self.high().is_none_or(|high| key < high)
+impl<K, V> Drop for OwnedNode<K, V> {
+    fn drop(&mut self) {
+        // SAFETY: an `OwnedNode` is the only owner of an unpublished node.
+        unsafe { free_node(self.ptr.as_ptr()) }
+    }
+}
+
+/// # Safety
+/// `ptr` must be an exclusively owned delta node.
+unsafe fn set_next<K, V>(ptr: *mut Node<K, V>, next: *const Node<K, V>) {
+    // SAFETY: the caller's contract; the tag names the concrete type.
+    unsafe {
+        match (*ptr).kind {
+            Kind::Insert => (*ptr.cast::<InsertDelta<K, V>>()).next = next,
+            Kind::Delete => (*ptr.cast::<DeleteDelta<K, V>>()).next = next,
+            Kind::Split => (*ptr.cast::<SplitDelta<K, V>>()).next = next,
+            Kind::IndexEntry => (*ptr.cast::<IndexEntryDelta<K, V>>()).next = next,
+            Kind::LeafBase | Kind::InnerBase => unreachable!("a base page has no successor"),
+        }
+    }
+}
+
+/// The header of a delta on top of `prev`, for a page that now has `size` entries.
+fn delta_header<K, V>(prev: NodeRef<'_, K, V>, kind: Kind, size: u32) -> Node<K, V> {
+    let mut meta = prev.meta.clone();
+    meta.size = size;
+    meta.depth = prev.meta.depth + 1;
+    Node::header(meta, kind)
+}
+
+fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
+    let ptr = Box::into_raw(Box::new(node));
+    OwnedNode {
+        // SAFETY: `Box::into_raw` never returns null; `T` is a `#[repr(C)]` node type whose first
+        // field is the header.
+        ptr: unsafe { NonNull::new_unchecked(ptr.cast()) },
+    }
+}
+
+/// An insert delta on top of `prev`.
+pub(crate) fn insert_delta<K, V>(prev: NodeRef<'_, K, V>, key: K, value: V, size: u32) -> OwnedNode<K, V> {
+    boxed(InsertDelta {
+        node: delta_header(prev, Kind::Insert, size),
+        next: prev.as_ptr(),
+        key,
+        value,
+    })
+}
+
+/// A delete delta on top of `prev`.
+pub(crate) fn delete_delta<K, V>(prev: NodeRef<'_, K, V>, key: K, size: u32) -> OwnedNode<K, V> {
+    boxed(DeleteDelta {
+        node: delta_header(prev, Kind::Delete, size),
+        next: prev.as_ptr(),
+        key,
+    })
+}
+
+/// A split delta on top of `lower`, the new base page of the left half.
+pub(crate) fn split_delta<K, V>(
+    lower: NodeRef<'_, K, V>,
+    separator: K,
+    right: Pid,
+    right_high: Option<K>,
+) -> OwnedNode<K, V> {
+    boxed(SplitDelta {
+        node: delta_header(lower, Kind::Split, lower.meta.size),
+        next: lower.as_ptr(),
+        separator,
+        right,
+        right_high,
+    })
+}
+
+/// An index-entry delta on top of `prev` (an inner page that now has `size` children).
+pub(crate) fn index_entry_delta<K, V>(
+    prev: NodeRef<'_, K, V>,
+    separator: K,
+    child: Pid,
+    child_high: Option<K>,
+    size: u32,
+) -> OwnedNode<K, V> {
+    boxed(IndexEntryDelta {
+        node: delta_header(prev, Kind::IndexEntry, size),
+        next: prev.as_ptr(),
+        separator,
+        child,
+        child_high,
+    })
+}
+
+/// A new leaf base page with the records of `entries`, which must be sorted by distinct keys inside
+/// `[low, high)`. Panic-safe: if producing an entry panics, what was built is freed.
+pub(crate) fn leaf_base<K, V>(
+    low: Option<K>,
+    high: Option<K>,
+    right: Pid,
+    entries: impl ExactSizeIterator<Item = (K, V)>,
+) -> OwnedNode<K, V> {
+    let len = entries.len();
+    let (layout, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
+    let meta = Meta {
+        low: ptr::null(),
+        high: ptr::null(),
+        right,
+        size: len as u32,
+        depth: 0,
+        level: 0,
+    };
+    let mut page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
+    for (i, (key, value)) in entries.take(len).enumerate() {
+        // SAFETY: slot `i < len` of both arrays lies inside the allocation and is written once.
+        unsafe {
+            page.base().add(keys_at).cast::<K>().add(i).write(key);
+            page.base().add(values_at).cast::<V>().add(i).write(value);
+        }
+        page.initialised = i + 1;
+    }
+    assert_eq!(page.initialised, len, "ExactSizeIterator reported a wrong length");
+    page.finish()
+}
+
+/// A new inner base page at `level` (≥ 1) with `children` and the `separators` between them
+/// (`children.len() == separators.len() + 1`).
+pub(crate) fn inner_base<K, V>(
+    level: u8,
+    low: Option<K>,
+    high: Option<K>,
+    right: Pid,
+    separators: impl ExactSizeIterator<Item = K>,
+    children: &[Pid],
+) -> OwnedNode<K, V> {
+    let len = children.len();
+    assert!(len >= 1 && separators.len() + 1 == len && level >= 1);
+    let (layout, separators_at, children_at) = base_layout::<K, V, K, Pid>(len - 1, len);
+    let meta = Meta {
+        low: ptr::null(),
+        high: ptr::null(),
+        right,
+        size: len as u32,
+        depth: 0,
+        level,
+    };
+    let mut page = BasePageBuilder::<K, V>::new(layout, Kind::InnerBase, meta, low, high, len);
+    // SAFETY: `len` PIDs fit at `children_at`; PIDs have no drop glue, so they count as initialised
+    // once written.
+    unsafe {
+        ptr::copy_nonoverlapping(children.as_ptr(), page.base().add(children_at).cast::<Pid>(), len);
+    }
+    for (i, separator) in separators.take(len - 1).enumerate() {
+        // SAFETY: slot `i < len - 1` of the separator array lies inside the allocation.
+        unsafe { page.base().add(separators_at).cast::<K>().add(i).write(separator) };
+        page.initialised = i + 1;
+    }
+    assert_eq!(page.initialised, len - 1, "ExactSizeIterator reported a wrong length");
+    page.finish()
+}
+
+/// Builds a base page in place; frees it (and what was written so far) if dropped before `finish`.
+struct BasePageBuilder<K, V> {
+    ptr: NonNull<BaseHeader<K, V>>,
+    layout: Layout,
+    /// Entries written so far (leaf: records; inner: separators).
+    initialised: usize,
+}
+
+impl<K, V> BasePageBuilder<K, V> {
+    fn new(layout: Layout, kind: Kind, meta: Meta<K>, low: Option<K>, high: Option<K>, len: usize) -> Self {
+        // SAFETY: the layout has a non-zero size (it contains the header).
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<BaseHeader<K, V>>()) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: freshly allocated with room and alignment for the header.
+        unsafe {
+            ptr.as_ptr().write(BaseHeader {
+                node: Node::header(meta, kind),
+                high,
+                low,
+                len,
+            });
+            // The bounds live inside the page itself.
+            let header = ptr.as_ptr();
+            (*header).node.meta.low = opt_ptr((*header).low.as_ref());
+            (*header).node.meta.high = opt_ptr((*header).high.as_ref());
+        }
+        BasePageBuilder {
+            ptr,
+            layout,
+            initialised: 0,
+        }
     }
 
-    /// `low <= key`.
-    #[inline]
-    pub(crate) fn above_low(&self, key: &K) -> bool {
-        self.low().is_none_or(|low| low <= key)
+    fn base(&self) -> *mut u8 {
+        self.ptr.as_ptr().cast()
+    }
+
+    fn finish(self) -> OwnedNode<K, V> {
+        let ptr = self.ptr.cast::<Node<K, V>>();
+        core::mem::forget(self);
+        OwnedNode { ptr }
+    }
+}
+
+impl<K, V> Drop for BasePageBuilder<K, V> {
+    fn drop(&mut self) {
+        // Only reached when building panicked: drop what was written, then the memory.
+        // SAFETY: the header and the first `initialised` entries were written; nothing else is.
+        unsafe {
+            let header = self.ptr.as_ptr();
+            let len = (*header).len;
+            let kind = (*header).node.kind;
+            drop_base_contents::<K, V>(header, kind, len, self.initialised);
+            std::alloc::dealloc(header.cast(), self.layout);
+        }
+    }
+}
+
+/// Drops a base page's bounds and its first `initialised` entries (not the memory).
+///
+/// # Safety
+/// `header` must point to a base page of `kind` with `len` entries whose first `initialised` are
+/// initialised; nothing may use them afterwards.
+unsafe fn drop_base_contents<K, V>(header: *mut BaseHeader<K, V>, kind: Kind, len: usize, initialised: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        ptr::drop_in_place(ptr::addr_of_mut!((*header).low));
+        ptr::drop_in_place(ptr::addr_of_mut!((*header).high));
+        let base = header.cast::<u8>();
+        match kind {
+            Kind::LeafBase => {
+                let (_, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
+                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base.add(keys_at).cast::<K>(), initialised));
+                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base.add(values_at).cast::<V>(), initialised));
+            }
+            Kind::InnerBase => {
+                let (_, separators_at, _) = base_layout::<K, V, K, Pid>(len - 1, len);
+                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                    base.add(separators_at).cast::<K>(),
+                    initialised,
+                ));
+            }
+            _ => unreachable!("not a base page"),
+        }
+    }
+}
+
+/// Frees one node (not its successors).
+///
+/// # Safety
+/// `ptr` must point to a node no other thread can reach any more, and it must not be freed again.
+pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
+    // SAFETY: the caller's contract; the tag names the type the node was allocated as.
+    unsafe {
+        match (*ptr).kind {
+            Kind::Insert => drop(Box::from_raw(ptr.cast::<InsertDelta<K, V>>())),
+            Kind::Delete => drop(Box::from_raw(ptr.cast::<DeleteDelta<K, V>>())),
+            Kind::Split => drop(Box::from_raw(ptr.cast::<SplitDelta<K, V>>())),
+            Kind::IndexEntry => drop(Box::from_raw(ptr.cast::<IndexEntryDelta<K, V>>())),
+            kind @ (Kind::LeafBase | Kind::InnerBase) => {
+                let header = ptr.cast::<BaseHeader<K, V>>();
+                let len = (*header).len;
+                let (layout, initialised) = if kind == Kind::LeafBase {
+                    (base_layout::<K, V, K, V>(len, len).0, len)
+                } else {
+                    (base_layout::<K, V, K, Pid>(len - 1, len).0, len - 1)
+                };
+                drop_base_contents::<K, V>(header, kind, len, initialised);
+                std::alloc::dealloc(header.cast(), layout);
+            }
+        }
+    }
+}
+
+/// Frees the chain starting at `head` right now, following `next` links.
+///
+/// # Safety
+/// No other thread may be able to reach any node of the chain, and it must not be freed again.
+pub(crate) unsafe fn free_chain<K, V>(head: *const Node<K, V>) {
+    let mut next = head;
+    while !next.is_null() {
+        let node = next as *mut Node<K, V>;
+        next = next_of(node);
+        // SAFETY: the caller's contract; each node of a list is reached once.
+        unsafe { free_node(node) };
     }
 }
 
@@ -346,35 +767,104 @@ fn opt_ptr<K>(key: Option<&K>) -> *const K {
 mod tests {
     use super::*;
 
-    #[test]
-    fn base_bounds_point_into_the_node() {
-        let base =
-            Node::<u64, u64>::leaf_base(Some(10), Some(20), Pid(3), vec![10, 15], vec![1, 2]);
-        assert_eq!(base.low(), Some(&10));
-        assert_eq!(base.high(), Some(&20));
-        assert_eq!(base.meta.size, 2);
-        assert!(base.below_high(&19) && !base.below_high(&20));
-        assert!(base.above_low(&10) && !base.above_low(&9));
-
-        let delta = Node::delta(
-            &base,
-            Body::Insert {
-                next: ptr::null(),
-                key: 12,
-                value: 3,
-            },
-            3,
-        );
-        assert_eq!(delta.meta.depth, 1);
-        assert_eq!(delta.meta.size, 3);
-        assert_eq!(delta.high(), Some(&20));
-        assert!(ptr::eq(delta.next().unwrap(), &*base));
+    fn view<K, V>(node: &OwnedNode<K, V>) -> NodeRef<'_, K, V> {
+        node.as_ref()
     }
 
     #[test]
-    fn unbounded_pages_cover_everything() {
-        let base = Node::<u64, u64>::leaf_base(None, None, Pid::NONE, vec![], vec![]);
-        assert!(base.below_high(&u64::MAX));
-        assert!(base.above_low(&0));
+    fn leaf_base_is_one_allocation_with_bounds_inside() {
+        let base = leaf_base::<u64, u64>(Some(10), Some(20), Pid(3), vec![(10, 1), (15, 2)].into_iter());
+        let node = view(&base);
+        assert_eq!(node.low(), Some(&10));
+        assert_eq!(node.high(), Some(&20));
+        assert_eq!(node.meta.size, 2);
+        assert_eq!(node.meta.right, Pid(3));
+        assert!(node.below_high(&19) && !node.below_high(&20));
+        assert!(node.above_low(&10) && !node.above_low(&9));
+        let Body::Leaf(leaf) = node.body() else { panic!("not a leaf") };
+        assert_eq!(leaf.keys(), &[10, 15]);
+        assert_eq!(leaf.values(), &[1, 2]);
+        assert_eq!(leaf.get(&15), Some(&2));
+        assert_eq!(leaf.get(&11), None);
+        assert_eq!(node.as_ptr() as usize % BASE_ALIGN, 0);
+
+        let delta = insert_delta(node, 12, 3, 3);
+        let delta = view(&delta);
+        assert_eq!(delta.meta.depth, 1);
+        assert_eq!(delta.meta.size, 3);
+        assert_eq!(delta.high(), Some(&20));
+        assert_eq!(delta.next().unwrap().as_ptr(), node.as_ptr());
+        // `delta` is freed before `base` (declaration order), as a chain would be.
+    }
+
+    #[test]
+    fn inner_base_arrays_and_strings() {
+        let inner = inner_base::<String, String>(
+            2,
+            Some("a".into()),
+            None,
+            Pid::NONE,
+            vec!["m".to_string(), "t".to_string()].into_iter(),
+            &[Pid(1), Pid(2), Pid(3)],
+        );
+        let node = view(&inner);
+        let Body::Inner(base) = node.body() else { panic!("not inner") };
+        assert_eq!(base.separators(), &["m".to_string(), "t".to_string()]);
+        assert_eq!(base.children(), &[Pid(1), Pid(2), Pid(3)]);
+        assert_eq!(node.meta.level, 2);
+        assert_eq!(node.low().map(String::as_str), Some("a"));
+        assert_eq!(node.high(), None);
+    }
+
+    #[test]
+    fn unbounded_and_empty_pages() {
+        let base = leaf_base::<u64, u64>(None, None, Pid::NONE, std::iter::empty());
+        let node = view(&base);
+        assert!(node.below_high(&u64::MAX));
+        assert!(node.above_low(&0));
+        let Body::Leaf(leaf) = node.body() else { panic!() };
+        assert!(leaf.keys().is_empty());
+    }
+
+    #[test]
+    fn a_panicking_clone_while_building_frees_what_was_built() {
+        use std::sync::atomic::{AtomicIsize, Ordering};
+        static LIVE: AtomicIsize = AtomicIsize::new(0);
+        struct Probe;
+        impl Probe {
+            fn new() -> Self {
+                LIVE.fetch_add(1, Ordering::SeqCst);
+                Probe
+            }
+        }
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                LIVE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let result = std::panic::catch_unwind(|| {
+            let iter = ExactPanics { inner: (0..8u64), made: 0 };
+            leaf_base::<u64, Probe>(None, None, Pid::NONE, iter)
+        });
+        assert!(result.is_err());
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+
+        struct ExactPanics {
+            inner: core::ops::Range<u64>,
+            made: u64,
+        }
+        impl Iterator for ExactPanics {
+            type Item = (u64, Probe);
+            fn next(&mut self) -> Option<(u64, Probe)> {
+                let i = self.inner.next()?;
+                self.made += 1;
+                assert!(i < 5, "clone failed");
+                Some((i, Probe::new()))
+            }
+            fn size_hint(&self) -> (usize, Option<usize>) {
+                self.inner.size_hint()
+            }
+        }
+        impl ExactSizeIterator for ExactPanics {}
     }
 }

@@ -13,9 +13,9 @@
 //! 3. any thread that still holds a pointer into it loaded that pointer while pinned, before step 1,
 //!    so the collector runs the deferred free only after that thread has unpinned.
 
-use crossbeam_epoch::{Guard, Owned, Shared};
+use crossbeam_epoch::Guard;
 
-use crate::node::{Body, Node};
+use crate::node::{Node, NodeRef, free_chain};
 
 /// Hands a replaced chain to the epoch collector. See the module docs for why this is safe.
 ///
@@ -23,15 +23,15 @@ use crate::node::{Body, Node};
 /// `head` must have just been unlinked from the mapping table by a successful CAS, and no live node
 /// may point into the chain; it must not be retired twice.
 pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
-    head: Shared<'_, Node<K, V>>,
+    head: NodeRef<'_, K, V>,
     guard: &Guard,
 ) {
-    let chain = SendChain(head.as_raw() as *mut Node<K, V>);
+    let chain = SendChain(head.as_ptr() as *mut Node<K, V>);
     let free = move || {
         let chain = chain;
         // SAFETY: the caller's contract: the chain is unreachable for every thread that pins after
         // the retirement, and the collector runs this only after all earlier pins ended.
-        unsafe { free_chain_now(chain.0) }
+        unsafe { free_chain(chain.0) }
     };
     // SAFETY: the closure owns nothing borrowed (only the chain pointer, and `K`, `V` are `Send +
     // 'static`), so it may run on any thread at any later time.
@@ -44,28 +44,3 @@ struct SendChain<K, V>(*mut Node<K, V>);
 // SAFETY: the chain is no longer shared with anyone: it is moved to whichever thread runs the
 // deferred function, which drops its keys and values there; `K` and `V` are `Send`.
 unsafe impl<K: Send, V: Send> Send for SendChain<K, V> {}
-
-/// Frees the chain starting at `head` right now.
-///
-/// # Safety
-/// No other thread may be able to access any node of the chain, and it must not be freed again.
-pub(crate) unsafe fn free_chain_now<K, V>(head: *const Node<K, V>) {
-    let mut next = head;
-    while !next.is_null() {
-        // SAFETY: every node was allocated by `Owned::new` and is exclusively ours (caller's
-        // contract); each node is reached exactly once because the chain is a list.
-        let node = unsafe { Owned::from_raw(next as *mut Node<K, V>) };
-        next = successor(&node);
-        drop(node);
-    }
-}
-
-fn successor<K, V>(node: &Node<K, V>) -> *const Node<K, V> {
-    match &node.body {
-        Body::Insert { next, .. }
-        | Body::Delete { next, .. }
-        | Body::Split { next, .. }
-        | Body::IndexEntry { next, .. } => *next,
-        Body::Leaf(_) | Body::Inner(_) => core::ptr::null(),
-    }
-}

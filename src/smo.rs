@@ -26,14 +26,16 @@
 //! is published under a fresh PID and the tree's root PID is switched to it with one CAS. Until that
 //! CAS, the old root plus its right link keep every key reachable.
 
+use core::ops::Bound;
+
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::chain::{self, At};
 use crate::config::{Config, Maintenance};
 use crate::mapping::Pid;
-use crate::node::{Body, Node};
-use crate::reclaim::{free_chain_now, retire_chain};
+use crate::node::{self, Body, OwnedNode};
+use crate::reclaim::retire_chain;
 use crate::sync::{Ordering, retry_pause};
 use crate::traverse::{Intent, PageRef, Restart};
 
@@ -81,39 +83,22 @@ where
             return false;
         }
         let node = page.node();
+        let low = node.low().cloned();
+        let high = node.high().cloned();
         let base = if node.is_leaf() {
-            let mut entries = Vec::with_capacity(node.meta.size as usize);
-            chain::collect_leaf(
-                node,
-                core::ops::Bound::Unbounded,
-                core::ops::Bound::Unbounded,
-                &mut entries,
-            );
-            let (keys, values) = clone_entries(&entries);
-            Node::leaf_base(
-                node.low().cloned(),
-                node.high().cloned(),
-                node.meta.right,
-                keys,
-                values,
-            )
+            let mut records = Vec::with_capacity(node.meta.size as usize);
+            chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
+            node::leaf_base(low, high, node.meta.right, cloned_records(&records))
         } else {
             let children = chain::collect_inner(node);
             let (separators, pids) = split_children(&children);
-            Node::inner_base(
-                node.meta.level,
-                node.low().cloned(),
-                node.high().cloned(),
-                node.meta.right,
-                separators,
-                pids,
-            )
+            node::inner_base(node.meta.level, low, high, node.meta.right, separators, &pids)
         };
-        match self.table.cas(page.pid, page.ptr, base, guard) {
+        match self.table.cas(page.pid, page.node, base, guard) {
             Ok(_) => {
                 // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
                 // everything it needs, so nothing live points into the old chain.
-                unsafe { retire_chain(page.ptr, guard) };
+                unsafe { retire_chain(page.node, guard) };
                 true
             }
             // Never published: dropping it frees it.
@@ -134,30 +119,18 @@ where
         let level = node.meta.level;
         let low = node.low().cloned();
         let high = node.high().cloned();
-        let (lower, upper_pid, separator) = if node.is_leaf() {
-            let mut entries = Vec::with_capacity(node.meta.size as usize);
-            chain::collect_leaf(
-                node,
-                core::ops::Bound::Unbounded,
-                core::ops::Bound::Unbounded,
-                &mut entries,
-            );
-            if entries.len() < 2 {
+        let right = node.meta.right;
+        let (lower, upper_pid, separator): (OwnedNode<K, V>, _, K) = if node.is_leaf() {
+            let mut records = Vec::with_capacity(node.meta.size as usize);
+            chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
+            if records.len() < 2 {
                 return false;
             }
-            let middle = entries.len() / 2;
-            let separator = entries[middle].0.clone();
-            let (keys, values) = clone_entries(&entries[middle..]);
-            let upper = Node::leaf_base(
-                Some(separator.clone()),
-                high.clone(),
-                node.meta.right,
-                keys,
-                values,
-            );
+            let middle = records.len() / 2;
+            let separator = records[middle].0.clone();
+            let upper = node::leaf_base(Some(separator.clone()), high.clone(), right, cloned_records(&records[middle..]));
             let upper_pid = self.table.allocate(upper, guard);
-            let (keys, values) = clone_entries(&entries[..middle]);
-            let lower = Node::leaf_base(low, Some(separator.clone()), upper_pid, keys, values);
+            let lower = node::leaf_base(low, Some(separator.clone()), upper_pid, cloned_records(&records[..middle]));
             (lower, upper_pid, separator)
         } else {
             let children = chain::collect_inner(node);
@@ -165,51 +138,34 @@ where
                 return false;
             }
             let middle = children.len() / 2;
-            let separator = children[middle]
-                .0
-                .expect("only the first child lacks a low key")
-                .clone();
+            let separator = children[middle].0.expect("only the first child lacks a low key").clone();
             let (separators, pids) = split_children(&children[middle..]);
-            let upper = Node::inner_base(
-                level,
-                Some(separator.clone()),
-                high.clone(),
-                node.meta.right,
-                separators,
-                pids,
-            );
+            let upper = node::inner_base(level, Some(separator.clone()), high.clone(), right, separators, &pids);
             let upper_pid = self.table.allocate(upper, guard);
             let (separators, pids) = split_children(&children[..middle]);
-            let lower = Node::inner_base(
-                level,
-                low,
-                Some(separator.clone()),
-                upper_pid,
-                separators,
-                pids,
-            );
+            let lower = node::inner_base(level, low, Some(separator.clone()), upper_pid, separators, &pids);
             (lower, upper_pid, separator)
         };
-        let lower = lower.into_shared(guard);
-        // SAFETY: `lower` was just allocated and is not shared yet.
-        let delta = Node::split_delta(unsafe { lower.deref() }, separator, upper_pid, high);
-        match self.table.cas(page.pid, page.ptr, delta, guard) {
+        // The split delta owns the lower half from here on (it is the next node of its chain).
+        let delta = node::split_delta(lower.as_ref(), separator, upper_pid, high);
+        let _ = lower.into_raw();
+        match self.table.cas(page.pid, page.node, delta, guard) {
             Ok(installed) => {
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
-                unsafe { retire_chain(page.ptr, guard) };
+                unsafe { retire_chain(page.node, guard) };
                 let split_page = PageRef {
                     pid: page.pid,
-                    ptr: installed,
+                    node: installed,
                 };
                 // Step 3. If it fails here, the next thread that meets the split completes it.
                 let _ = self.complete_split(split_page, guard);
                 true
             }
             Err(delta) => {
-                let delta = delta.into_shared(guard);
-                // SAFETY: the CAS failed, so neither the split delta nor the lower half (which it
-                // points to) was ever published.
-                unsafe { free_chain_now(delta.as_raw()) };
+                // Neither the split delta nor the lower half (its successor) was ever published.
+                let delta = delta.into_raw();
+                // SAFETY: exclusively ours: the CAS that would have published it failed.
+                unsafe { node::free_chain(delta) };
                 self.table.free_unpublished(upper_pid, guard);
                 false
             }
@@ -226,15 +182,10 @@ where
         guard: &Guard,
     ) -> Result<bool, Restart> {
         let node = page.node();
-        let Body::Split {
-            separator,
-            right,
-            right_high,
-            ..
-        } = &node.body
-        else {
+        let Body::Split(split) = node.body() else {
             return Ok(false);
         };
+        let (separator, right, right_high) = (&split.separator, &split.right, &split.right_high);
         let level = node.meta.level;
         loop {
             let Some(parent) = self.descend(&At(separator), level + 1, Intent::Write, guard) else {
@@ -243,7 +194,7 @@ where
                     Ok(()) => return Ok(true),
                     // Another thread grew the tree first; if the page moved on meanwhile, the split
                     // was completed (nothing is posted on an unfinished split).
-                    Err(Restart) if self.table.load(page.pid, guard) != page.ptr => {
+                    Err(Restart) if !self.still_head(page, guard) => {
                         return Ok(false);
                     }
                     Err(Restart) => {
@@ -261,28 +212,25 @@ where
                 // The parent does not route the separator to the split page. By the help-along
                 // invariant that means the page moved on (its split completed and later changes
                 // followed); if its head is still the split delta, our view is inconsistent.
-                return if self.table.load(page.pid, guard) != page.ptr {
-                    Ok(false)
-                } else {
+                return if self.still_head(page, guard) {
                     Err(Restart)
+                } else {
+                    Ok(false)
                 };
             }
-            let entry = Node::delta(
+            let entry = node::index_entry_delta(
                 parent_node,
-                Body::IndexEntry {
-                    next: core::ptr::null(),
-                    separator: separator.clone(),
-                    child: *right,
-                    child_high: right_high.clone(),
-                },
+                separator.clone(),
+                *right,
+                right_high.clone(),
                 parent_node.meta.size + 1,
             );
-            match self.table.cas(parent.pid, parent.ptr, entry, guard) {
+            match self.table.cas(parent.pid, parent.node, entry, guard) {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
                             pid: parent.pid,
-                            ptr: installed,
+                            node: installed,
                         },
                         guard,
                     );
@@ -294,6 +242,13 @@ where
                 }
             }
         }
+    }
+
+    /// Whether `page` is still the current state of its PID.
+    fn still_head(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        self.table
+            .load(page.pid, guard)
+            .is_some_and(|now| now.as_ptr() == page.node.as_ptr())
     }
 
     /// Completes a split of the root page by publishing a new root above it.
@@ -312,14 +267,7 @@ where
             return Err(Restart);
         }
         let level = page.node().meta.level;
-        let new_root = Node::inner_base(
-            level + 1,
-            None,
-            None,
-            Pid::NONE,
-            vec![separator.clone()],
-            vec![page.pid, right],
-        );
+        let new_root = node::inner_base(level + 1, None, None, Pid::NONE, [separator.clone()].into_iter(), &[page.pid, right]);
         let new_pid = self.table.allocate(new_root, guard);
         // AcqRel: Release publishes the new root PID after its page (stored with Release in
         // `allocate`); Acquire on failure: we look at the winner's root next.
@@ -336,25 +284,21 @@ where
     }
 }
 
-/// Clones the collected records of a leaf into key and value arrays for a new base page.
-fn clone_entries<K: Clone, V: Clone>(entries: &[(&K, &V)]) -> (Vec<K>, Vec<V>) {
-    let keys = entries.iter().map(|(k, _)| (*k).clone()).collect();
-    let values = entries.iter().map(|(_, v)| (*v).clone()).collect();
-    (keys, values)
+/// Clones collected records for a new base page.
+fn cloned_records<'a, K: Clone + 'a, V: Clone + 'a>(
+    records: &'a [(&'a K, &'a V)],
+) -> impl ExactSizeIterator<Item = (K, V)> + 'a {
+    records.iter().map(|(k, v)| ((*k).clone(), (*v).clone()))
 }
 
-/// Turns collected children (first one without a low key of its own) into a new inner page's
-/// separator and child arrays; the first child's low key, if present, is left out (it is the page's
-/// own low key).
-fn split_children<K: Clone>(children: &[(Option<&K>, Pid)]) -> (Vec<K>, Vec<Pid>) {
+/// Turns collected children (the first one without a low key of its own: it starts at the page's
+/// low key) into a new inner page's separators and child PIDs.
+fn split_children<'a, K: Clone + 'a>(
+    children: &'a [(Option<&'a K>, Pid)],
+) -> (impl ExactSizeIterator<Item = K> + 'a, Vec<Pid>) {
     let separators = children[1..]
         .iter()
-        .map(|(low, _)| {
-            (*low)
-                .expect("only the first child lacks a low key")
-                .clone()
-        })
-        .collect();
+        .map(|(low, _)| (*low).expect("only the first child lacks a low key").clone());
     let pids = children.iter().map(|(_, pid)| *pid).collect();
     (separators, pids)
 }
@@ -364,7 +308,7 @@ mod tests {
     use crate::BwTree;
     use crate::chain::{At, First};
     use crate::config::Config;
-    use crate::node::Body;
+    use crate::node::Kind;
     use crate::traverse::Intent;
 
     fn tree(leaf_capacity: usize, leaf_chain_threshold: usize) -> BwTree {
@@ -432,7 +376,7 @@ mod tests {
         let left = tree.find_leaf(&First, Intent::Read, guard);
         let node = left.node();
         // The left half keeps the split delta on top of its new base page until someone posts on it.
-        assert!(matches!(node.body, Body::Split { .. }));
+        assert_eq!(node.kind, Kind::Split);
         assert_eq!(node.meta.size, 2);
         assert_eq!(node.high(), Some(&20));
         let right = tree.find_leaf(&At(&20), Intent::Read, guard);
@@ -442,10 +386,7 @@ mod tests {
         tree.check_invariants().unwrap();
         // Posting on the left half again must not lose the split (its entry is in the new root).
         tree.insert(5, 5);
-        assert!(!matches!(
-            tree.find_leaf(&First, Intent::Read, guard).node().body,
-            Body::Split { .. }
-        ));
+        assert_ne!(tree.find_leaf(&First, Intent::Read, guard).node().kind, Kind::Split);
         tree.check_invariants().unwrap();
     }
 

@@ -8,8 +8,10 @@
 //!   link. If the split that moved the keys is still the newest node of the chain, its index entry
 //!   may be missing from the parent: complete it first (help-along), so that no thread depends on a
 //!   side link for longer than one split takes;
-//! - probe below `low`: the route was stale in a way right moves cannot repair (a PID that was freed
-//!   and reused); restart from the root. Low keys never change for a PID, so this is the only case;
+//! - probe below `low`: impossible for a PID read under the same guard (a route is never too far
+//!   right, and PIDs are reused only an epoch after their page became unreachable); a PID kept
+//!   across guards (a range iterator's hint) is checked against `low` before use, see
+//!   [`BwTree::settle_hint`]. Low keys never change for a PID, which makes that check sound;
 //! - otherwise route to a child (inner page) or stop (target level reached).
 //!
 //! A thread that is about to post on a page (`Intent::Write`) also completes a split that is the
@@ -19,18 +21,18 @@
 //! Nothing here waits for another thread: each step either makes progress on the descent, completes
 //! someone else's unfinished split itself, or restarts because another thread's CAS succeeded.
 
-use crossbeam_epoch::{Guard, Shared};
+use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::chain::{self, Probe};
 use crate::mapping::Pid;
-use crate::node::{Body, Node};
+use crate::node::{Kind, NodeRef};
 use crate::sync::{Ordering, retry_pause};
 
 /// A page as loaded at one moment: its PID and the head of its chain.
 pub(crate) struct PageRef<'g, K, V> {
     pub(crate) pid: Pid,
-    pub(crate) ptr: Shared<'g, Node<K, V>>,
+    pub(crate) node: NodeRef<'g, K, V>,
 }
 
 impl<K, V> Clone for PageRef<'_, K, V> {
@@ -43,10 +45,8 @@ impl<K, V> Copy for PageRef<'_, K, V> {}
 impl<'g, K, V> PageRef<'g, K, V> {
     /// The head node of the page.
     #[inline]
-    pub(crate) fn node(&self) -> &'g Node<K, V> {
-        // SAFETY: a `PageRef` is only built from a non-null pointer loaded from the mapping table
-        // under the guard `'g`, which keeps the node allocated for `'g`.
-        unsafe { self.ptr.deref() }
+    pub(crate) fn node(&self) -> NodeRef<'g, K, V> {
+        self.node
     }
 }
 
@@ -78,16 +78,11 @@ where
         guard: &'g Guard,
     ) -> Result<PageRef<'g, K, V>, Restart> {
         loop {
-            let ptr = self.table.load(pid, guard);
-            if ptr.is_null() {
+            let Some(node) = self.table.load(pid, guard) else {
                 return Err(Restart);
-            }
-            let page = PageRef { pid, ptr };
-            let node = page.node();
-            if node.low().is_some() && !probe.right_of(node.low()) {
-                return Err(Restart);
-            }
-            let unfinished_split = matches!(node.body, Body::Split { .. });
+            };
+            let page = PageRef { pid, node };
+            let unfinished_split = node.kind == Kind::Split;
             if probe.right_of(node.high()) {
                 if unfinished_split {
                     self.complete_split(page, guard)?;
@@ -101,6 +96,21 @@ where
             }
             return Ok(page);
         }
+    }
+
+    /// Like [`BwTree::settle`] for a PID that was saved without a guard (it may have been freed and
+    /// reused since): accepts it only if it is still a leaf whose low key is at or left of `probe`.
+    pub(crate) fn settle_hint<'g, P: Probe<K>>(
+        &self,
+        pid: Pid,
+        probe: &P,
+        guard: &'g Guard,
+    ) -> Result<PageRef<'g, K, V>, Restart> {
+        let node = self.table.load(pid, guard).ok_or(Restart)?;
+        if !node.is_leaf() || (node.low().is_some() && !probe.right_of(node.low())) {
+            return Err(Restart);
+        }
+        self.settle(pid, probe, Intent::Read, guard)
     }
 
     /// Descends from the root to the page at `level` that covers `probe`.
@@ -120,9 +130,7 @@ where
             // A root below the target level means the level does not exist. Checked before settling
             // on the root: settling may help a split of the root, and helping a split is what asks
             // for the level above it, so doing it here would recurse.
-            let root_ptr = self.table.load(root, guard);
-            // SAFETY: loaded under `guard`; null is handled by `as_ref`.
-            match unsafe { root_ptr.as_ref() } {
+            match self.table.load(root, guard) {
                 Some(node) if node.meta.level < level => return None,
                 Some(_) => {}
                 None => {
@@ -168,7 +176,7 @@ where
         page: PageRef<'_, K, V>,
         guard: &Guard,
     ) -> Result<(), Restart> {
-        if matches!(page.node().body, Body::Split { .. }) {
+        if page.node().kind == Kind::Split {
             self.complete_split(page, guard)?;
         }
         Ok(())

@@ -9,7 +9,7 @@ use crate::chain::First;
 use crate::config::{Config, ConfigError};
 use crate::iter::Range;
 use crate::mapping::{MappingTable, Pid};
-use crate::node::Node;
+use crate::node;
 use crate::sync::{AtomicU64, Ordering};
 use crate::traverse::Intent;
 
@@ -75,7 +75,7 @@ where
             config,
             collector,
         };
-        let empty_leaf = Node::leaf_base(None, None, Pid::NONE, Vec::new(), Vec::new());
+        let empty_leaf = node::leaf_base(None, None, Pid::NONE, core::iter::empty());
         let root = tree.table.allocate(empty_leaf, &tree.guard());
         // Relaxed: the tree is not shared yet; publication to other threads happens through
         // whatever shares the tree (a spawn, an `Arc`), which synchronises.
@@ -147,9 +147,7 @@ where
     pub fn height(&self) -> usize {
         let guard = &self.guard();
         let root = Pid(self.root.load(Ordering::Acquire));
-        let ptr = self.table.load(root, guard);
-        // SAFETY: loaded under `guard`; the root slot is never null.
-        let node = unsafe { ptr.as_ref() }.expect("the root page always exists");
+        let node = self.table.load(root, guard).expect("the root page always exists");
         node.meta.level as usize + 1
     }
 

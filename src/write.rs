@@ -12,12 +12,12 @@
 //! reloads the page (following right links if the key moved in a split) and tries again with the
 //! same delta, re-targeted at the new head.
 
-use crossbeam_epoch::{Guard, Owned};
+use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::chain::{self, At};
 use crate::mapping::Pid;
-use crate::node::{Body, Node};
+use crate::node::{self, OwnedNode};
 use crate::traverse::{Intent, PageRef};
 
 impl<K, V> BwTree<K, V>
@@ -35,22 +35,17 @@ where
     /// Inserts or overwrites `key`; returns the value it replaced.
     pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
         let mut page = self.find_leaf(&At(&key), Intent::Write, guard);
-        let body = Body::Insert {
-            next: core::ptr::null(),
-            key,
-            value,
-        };
-        let mut delta = Node::delta(page.node(), body, 0);
+        let mut delta = node::insert_delta(page.node(), key, value, 0);
         loop {
             let node = page.node();
-            let previous = chain::leaf_get(node, delta_key(&delta));
+            let previous = chain::leaf_get(node, delta.data_key());
             delta.rebase(node, node.meta.size + u32::from(previous.is_none()));
-            match self.table.cas(page.pid, page.ptr, delta, guard) {
+            match self.table.cas(page.pid, page.node, delta, guard) {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
                             pid: page.pid,
-                            ptr: installed,
+                            node: installed,
                         },
                         guard,
                     );
@@ -58,7 +53,7 @@ where
                 }
                 Err(lost) => {
                     delta = lost;
-                    page = self.relocate(page.pid, delta_key(&delta), guard);
+                    page = self.relocate(page.pid, delta.data_key(), guard);
                 }
             }
         }
@@ -67,7 +62,7 @@ where
     /// Removes `key`; returns the value it had. Posts nothing if the key is absent.
     pub(crate) fn delete<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
         let mut page = self.find_leaf(&At(key), Intent::Write, guard);
-        let mut delta: Option<Owned<Node<K, V>>> = None;
+        let mut delta: Option<OwnedNode<K, V>> = None;
         loop {
             let node = page.node();
             let previous = chain::leaf_get(node, key)?;
@@ -77,20 +72,14 @@ where
                     d.rebase(node, size);
                     d
                 }
-                None => {
-                    let body = Body::Delete {
-                        next: core::ptr::null(),
-                        key: key.clone(),
-                    };
-                    Node::delta(node, body, size)
-                }
+                None => node::delete_delta(node, key.clone(), size),
             };
-            match self.table.cas(page.pid, page.ptr, new, guard) {
+            match self.table.cas(page.pid, page.node, new, guard) {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
                             pid: page.pid,
-                            ptr: installed,
+                            node: installed,
                         },
                         guard,
                     );
@@ -111,13 +100,5 @@ where
             Ok(page) => page,
             Err(_) => self.find_leaf(&At(key), Intent::Write, guard),
         }
-    }
-}
-
-/// The key of an unpublished insert delta.
-fn delta_key<K, V>(delta: &Node<K, V>) -> &K {
-    match &delta.body {
-        Body::Insert { key, .. } | Body::Delete { key, .. } => key,
-        _ => unreachable!("only leaf data deltas are retried"),
     }
 }
