@@ -19,6 +19,7 @@
 use core::cmp::Ordering as CmpOrdering;
 use core::ops::Bound;
 
+use crate::fault::{self, Fault};
 use crate::mapping::Pid;
 use crate::node::{Body, NodeRef};
 
@@ -73,7 +74,7 @@ pub(crate) fn leaf_get<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Optio
     loop {
         match node.body() {
             Body::Insert(delta) => {
-                if delta.key == *key {
+                if delta.key == *key && !fault::active(Fault::WrongDelta) {
                     return Some(&delta.value);
                 }
             }
@@ -100,7 +101,9 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
     loop {
         match node.body() {
             Body::IndexEntry(entry) => {
-                if probe.right_of(Some(&entry.separator)) && !probe.right_of(entry.child_high.as_ref()) {
+                if probe.right_of(Some(&entry.separator))
+                    && !probe.right_of(entry.child_high.as_ref())
+                {
                     return entry.child;
                 }
             }
@@ -279,7 +282,8 @@ mod tests {
 
     /// A leaf chain from a base page and `(key, Some(value) | None)` deltas, oldest first.
     fn leaf_chain(base: &[(u64, u64)], deltas: &[(u64, Option<u64>)]) -> Chain {
-        let mut chain = Chain(node::leaf_base(None, None, Pid::NONE, base.iter().copied()).into_raw());
+        let mut chain =
+            Chain(node::leaf_base(None, None, Pid::NONE, base.iter().copied()).into_raw());
         for &(key, value) in deltas {
             chain.push(|prev| match value {
                 Some(value) => node::insert_delta(prev, key, value, 0),
@@ -297,13 +301,16 @@ mod tests {
 
     #[test]
     fn newest_delta_wins_in_get_and_collect() {
-        let chain = leaf_chain(&[(1, 10), (3, 30), (5, 50)], &[
-            (3, None),
-            (4, Some(40)),
-            (3, Some(31)),
-            (1, None),
-            (6, Some(60)),
-        ]);
+        let chain = leaf_chain(
+            &[(1, 10), (3, 30), (5, 50)],
+            &[
+                (3, None),
+                (4, Some(40)),
+                (3, Some(31)),
+                (1, None),
+                (6, Some(60)),
+            ],
+        );
         let node = chain.head();
         assert_eq!(leaf_get(node, &1), None);
         assert_eq!(leaf_get(node, &3), Some(&31));
@@ -323,12 +330,22 @@ mod tests {
             collect_all(&chain, Bound::Included(&3), Bound::Excluded(&5)),
             vec![(3, 31), (4, 40)]
         );
-        assert_eq!(collect_all(&chain, Bound::Included(&7), Bound::Unbounded), vec![]);
+        assert_eq!(
+            collect_all(&chain, Bound::Included(&7), Bound::Unbounded),
+            vec![]
+        );
     }
 
     #[test]
     fn index_entries_route_by_their_own_range() {
-        let base = node::inner_base::<u64, u64>(1, None, None, Pid::NONE, [100].into_iter(), &[Pid(1), Pid(2)]);
+        let base = node::inner_base::<u64, u64>(
+            1,
+            None,
+            None,
+            Pid::NONE,
+            [100].into_iter(),
+            &[Pid(1), Pid(2)],
+        );
         let mut chain = Chain(base.into_raw());
         // Pid(1) split at 50 into Pid(3); then Pid(3) split at 70 into Pid(4).
         chain.push(|prev| node::index_entry_delta(prev, 50, Pid(3), Some(100), 3));
@@ -350,11 +367,14 @@ mod tests {
             .into_iter()
             .map(|(low, pid)| (low.copied(), pid))
             .collect();
-        assert_eq!(children, vec![
-            (None, Pid(1)),
-            (Some(50), Pid(3)),
-            (Some(70), Pid(4)),
-            (Some(100), Pid(2))
-        ]);
+        assert_eq!(
+            children,
+            vec![
+                (None, Pid(1)),
+                (Some(50), Pid(3)),
+                (Some(70), Pid(4)),
+                (Some(100), Pid(2))
+            ]
+        );
     }
 }

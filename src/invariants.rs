@@ -153,7 +153,11 @@ where
         Ok(())
     }
 
-    fn node_at<'g>(&self, pid: Pid, guard: &'g crossbeam_epoch::Guard) -> Option<NodeRef<'g, K, V>> {
+    fn node_at<'g>(
+        &self,
+        pid: Pid,
+        guard: &'g crossbeam_epoch::Guard,
+    ) -> Option<NodeRef<'g, K, V>> {
         self.table.load(pid, guard)
     }
 }

@@ -4,6 +4,7 @@
 
 mod chain;
 mod config;
+mod fault;
 mod invariants;
 mod iter;
 mod maintenance;
@@ -20,6 +21,13 @@ mod write;
 /// The epoch-based reclamation crate the tree uses, re-exported so that [`BwTree::with_collector`] and
 /// [`BwTree::pin_with`] can be called without depending on a matching version of it.
 pub use crossbeam_epoch as epoch;
+
+/// Test hooks, only with the `fault-injection` feature (see `scripts/fault-injection.sh`).
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault_injection {
+    pub use crate::fault::{stall_at_next_split, stalled_threads};
+}
 
 pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Maintenance};
 pub use invariants::InvariantViolation;

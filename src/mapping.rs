@@ -21,6 +21,7 @@ use core::ptr;
 
 use crossbeam_epoch::{Atomic, Guard, Owned};
 
+use crate::fault::{self, Fault};
 use crate::node::{Node, NodeRef, OwnedNode, free_chain};
 use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering};
 
@@ -143,12 +144,33 @@ impl<K, V> MappingTable<K, V> {
         new: OwnedNode<K, V>,
         _guard: &'g Guard,
     ) -> Result<NodeRef<'g, K, V>, OwnedNode<K, V>> {
-        let slot = self.slot(pid).expect("CAS on a PID that was never allocated");
+        let slot = self
+            .slot(pid)
+            .expect("CAS on a PID that was never allocated");
         let new = new.into_raw();
+        let expected = current.as_ptr() as *mut Node<K, V>;
         // AcqRel: Release publishes the new node's contents (and everything it points to) to the
         // threads that Acquire-load it; Acquire orders our later reads after the state we replaced.
         // Acquire on failure: the caller inspects the state that beat it.
-        match slot.compare_exchange(current.as_ptr() as *mut _, new, Ordering::AcqRel, Ordering::Acquire) {
+        let (success, failure) = if fault::active(Fault::RelaxedPublish) {
+            (Ordering::Relaxed, Ordering::Relaxed)
+        } else {
+            (Ordering::AcqRel, Ordering::Acquire)
+        };
+        let outcome = if fault::active(Fault::PlainStorePublish) {
+            // The injected bug: check, then store, with a window between them.
+            let seen = slot.load(Ordering::Acquire);
+            crate::sync::retry_pause();
+            if seen == expected {
+                slot.store(new, Ordering::Release);
+                Ok(seen)
+            } else {
+                Err(seen)
+            }
+        } else {
+            slot.compare_exchange(expected, new, success, failure)
+        };
+        match outcome {
             // SAFETY: we just published `new`; it is retired only after being unlinked, which
             // cannot be observed before `_guard` is dropped.
             Ok(_) => Ok(unsafe { NodeRef::from_raw(new) }.expect("non-null")),
@@ -170,7 +192,9 @@ impl<K, V> MappingTable<K, V> {
     /// Takes back a PID that was allocated but never linked into the tree (a split or root
     /// installation whose CAS failed) and frees its page at once: no other thread can hold it.
     pub(crate) fn free_unpublished(&self, pid: Pid, guard: &Guard) {
-        let slot = self.slot(pid).expect("freeing a PID that was never allocated");
+        let slot = self
+            .slot(pid)
+            .expect("freeing a PID that was never allocated");
         // Relaxed is enough: no other thread knows this PID, so nobody reads the slot concurrently.
         let page = slot.swap(ptr::null_mut(), Ordering::Relaxed);
         if !page.is_null() {
@@ -186,7 +210,9 @@ impl<K, V> MappingTable<K, V> {
     /// not touched: whoever took ownership of it (a merge delta) retires it.
     #[allow(dead_code)] // used by page merges
     pub(crate) fn release_removed(&self, pid: Pid, guard: &Guard) {
-        let slot = self.slot(pid).expect("releasing a PID that was never allocated");
+        let slot = self
+            .slot(pid)
+            .expect("releasing a PID that was never allocated");
         // Release: orders the merge that made the page unreachable before the slot reads null;
         // threads that load null restart from the root.
         slot.store(ptr::null_mut(), Ordering::Release);

@@ -163,7 +163,10 @@ fn base_layout<K, V, A, B>(a_len: usize, b_len: usize) -> (Layout, usize, usize)
     let a_offset = round_up(size_of::<BaseHeader<K, V>>(), align_of::<A>());
     let b_offset = round_up(a_offset + a_len * size_of::<A>(), align_of::<B>());
     let size = b_offset + b_len * size_of::<B>();
-    let align = BASE_ALIGN.max(align_of::<BaseHeader<K, V>>()).max(align_of::<A>()).max(align_of::<B>());
+    let align = BASE_ALIGN
+        .max(align_of::<BaseHeader<K, V>>())
+        .max(align_of::<A>())
+        .max(align_of::<B>());
     let layout = Layout::from_size_align(size, align).expect("base page too large");
     (layout, a_offset, b_offset)
 }
@@ -394,7 +397,9 @@ impl<'g, K, V> InnerRef<'g, K, V> {
         let (_, separators, _) = base_layout::<K, V, K, Pid>(len - 1, len);
         // SAFETY: an inner base page with `len` children holds `len - 1` initialised separators at
         // this offset of its allocation; it lives for `'g`.
-        unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(separators).cast::<K>(), len - 1) }
+        unsafe {
+            core::slice::from_raw_parts(self.ptr.cast::<u8>().add(separators).cast::<K>(), len - 1)
+        }
     }
 
     /// The child PIDs.
@@ -403,7 +408,9 @@ impl<'g, K, V> InnerRef<'g, K, V> {
         let len = self.len();
         let (_, _, children) = base_layout::<K, V, K, Pid>(len - 1, len);
         // SAFETY: as for `separators`, `len` child PIDs.
-        unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(children).cast::<Pid>(), len) }
+        unsafe {
+            core::slice::from_raw_parts(self.ptr.cast::<u8>().add(children).cast::<Pid>(), len)
+        }
     }
 }
 
@@ -511,7 +518,12 @@ fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
 }
 
 /// An insert delta on top of `prev`.
-pub(crate) fn insert_delta<K, V>(prev: NodeRef<'_, K, V>, key: K, value: V, size: u32) -> OwnedNode<K, V> {
+pub(crate) fn insert_delta<K, V>(
+    prev: NodeRef<'_, K, V>,
+    key: K,
+    value: V,
+    size: u32,
+) -> OwnedNode<K, V> {
     boxed(InsertDelta {
         node: delta_header(prev, Kind::Insert, size),
         next: prev.as_ptr(),
@@ -589,7 +601,10 @@ pub(crate) fn leaf_base<K, V>(
         }
         page.initialised = i + 1;
     }
-    assert_eq!(page.initialised, len, "ExactSizeIterator reported a wrong length");
+    assert_eq!(
+        page.initialised, len,
+        "ExactSizeIterator reported a wrong length"
+    );
     page.finish()
 }
 
@@ -618,14 +633,28 @@ pub(crate) fn inner_base<K, V>(
     // SAFETY: `len` PIDs fit at `children_at`; PIDs have no drop glue, so they count as initialised
     // once written.
     unsafe {
-        ptr::copy_nonoverlapping(children.as_ptr(), page.base().add(children_at).cast::<Pid>(), len);
+        ptr::copy_nonoverlapping(
+            children.as_ptr(),
+            page.base().add(children_at).cast::<Pid>(),
+            len,
+        );
     }
     for (i, separator) in separators.take(len - 1).enumerate() {
         // SAFETY: slot `i < len - 1` of the separator array lies inside the allocation.
-        unsafe { page.base().add(separators_at).cast::<K>().add(i).write(separator) };
+        unsafe {
+            page.base()
+                .add(separators_at)
+                .cast::<K>()
+                .add(i)
+                .write(separator)
+        };
         page.initialised = i + 1;
     }
-    assert_eq!(page.initialised, len - 1, "ExactSizeIterator reported a wrong length");
+    assert_eq!(
+        page.initialised,
+        len - 1,
+        "ExactSizeIterator reported a wrong length"
+    );
     page.finish()
 }
 
@@ -638,7 +667,14 @@ struct BasePageBuilder<K, V> {
 }
 
 impl<K, V> BasePageBuilder<K, V> {
-    fn new(layout: Layout, kind: Kind, meta: Meta<K>, low: Option<K>, high: Option<K>, len: usize) -> Self {
+    fn new(
+        layout: Layout,
+        kind: Kind,
+        meta: Meta<K>,
+        low: Option<K>,
+        high: Option<K>,
+        len: usize,
+    ) -> Self {
         // SAFETY: the layout has a non-zero size (it contains the header).
         let raw = unsafe { std::alloc::alloc(layout) };
         let Some(ptr) = NonNull::new(raw.cast::<BaseHeader<K, V>>()) else {
@@ -694,7 +730,12 @@ impl<K, V> Drop for BasePageBuilder<K, V> {
 /// # Safety
 /// `header` must point to a base page of `kind` with `len` entries whose first `initialised` are
 /// initialised; nothing may use them afterwards.
-unsafe fn drop_base_contents<K, V>(header: *mut BaseHeader<K, V>, kind: Kind, len: usize, initialised: usize) {
+unsafe fn drop_base_contents<K, V>(
+    header: *mut BaseHeader<K, V>,
+    kind: Kind,
+    len: usize,
+    initialised: usize,
+) {
     // SAFETY: the caller's contract.
     unsafe {
         ptr::drop_in_place(ptr::addr_of_mut!((*header).low));
@@ -703,8 +744,14 @@ unsafe fn drop_base_contents<K, V>(header: *mut BaseHeader<K, V>, kind: Kind, le
         match kind {
             Kind::LeafBase => {
                 let (_, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
-                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base.add(keys_at).cast::<K>(), initialised));
-                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(base.add(values_at).cast::<V>(), initialised));
+                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                    base.add(keys_at).cast::<K>(),
+                    initialised,
+                ));
+                ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                    base.add(values_at).cast::<V>(),
+                    initialised,
+                ));
             }
             Kind::InnerBase => {
                 let (_, separators_at, _) = base_layout::<K, V, K, Pid>(len - 1, len);
@@ -773,7 +820,12 @@ mod tests {
 
     #[test]
     fn leaf_base_is_one_allocation_with_bounds_inside() {
-        let base = leaf_base::<u64, u64>(Some(10), Some(20), Pid(3), vec![(10, 1), (15, 2)].into_iter());
+        let base = leaf_base::<u64, u64>(
+            Some(10),
+            Some(20),
+            Pid(3),
+            vec![(10, 1), (15, 2)].into_iter(),
+        );
         let node = view(&base);
         assert_eq!(node.low(), Some(&10));
         assert_eq!(node.high(), Some(&20));
@@ -781,7 +833,9 @@ mod tests {
         assert_eq!(node.meta.right, Pid(3));
         assert!(node.below_high(&19) && !node.below_high(&20));
         assert!(node.above_low(&10) && !node.above_low(&9));
-        let Body::Leaf(leaf) = node.body() else { panic!("not a leaf") };
+        let Body::Leaf(leaf) = node.body() else {
+            panic!("not a leaf")
+        };
         assert_eq!(leaf.keys(), &[10, 15]);
         assert_eq!(leaf.values(), &[1, 2]);
         assert_eq!(leaf.get(&15), Some(&2));
@@ -808,7 +862,9 @@ mod tests {
             &[Pid(1), Pid(2), Pid(3)],
         );
         let node = view(&inner);
-        let Body::Inner(base) = node.body() else { panic!("not inner") };
+        let Body::Inner(base) = node.body() else {
+            panic!("not inner")
+        };
         assert_eq!(base.separators(), &["m".to_string(), "t".to_string()]);
         assert_eq!(base.children(), &[Pid(1), Pid(2), Pid(3)]);
         assert_eq!(node.meta.level, 2);
@@ -822,7 +878,9 @@ mod tests {
         let node = view(&base);
         assert!(node.below_high(&u64::MAX));
         assert!(node.above_low(&0));
-        let Body::Leaf(leaf) = node.body() else { panic!() };
+        let Body::Leaf(leaf) = node.body() else {
+            panic!()
+        };
         assert!(leaf.keys().is_empty());
     }
 
@@ -843,7 +901,10 @@ mod tests {
             }
         }
         let result = std::panic::catch_unwind(|| {
-            let iter = ExactPanics { inner: (0..8u64), made: 0 };
+            let iter = ExactPanics {
+                inner: (0..8u64),
+                made: 0,
+            };
             leaf_base::<u64, Probe>(None, None, Pid::NONE, iter)
         });
         assert!(result.is_err());

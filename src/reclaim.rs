@@ -27,6 +27,12 @@ pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
     guard: &Guard,
 ) {
     let chain = SendChain(head.as_ptr() as *mut Node<K, V>);
+    if crate::fault::active(crate::fault::Fault::EarlyRetire) {
+        // The injected bug: free while other threads may still be reading the chain.
+        // SAFETY: none — this is the use-after-free the checks must catch.
+        unsafe { free_chain(chain.0) };
+        return;
+    }
     let free = move || {
         let chain = chain;
         // SAFETY: the caller's contract: the chain is unreachable for every thread that pins after

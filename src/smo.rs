@@ -92,7 +92,14 @@ where
         } else {
             let children = chain::collect_inner(node);
             let (separators, pids) = split_children(&children);
-            node::inner_base(node.meta.level, low, high, node.meta.right, separators, &pids)
+            node::inner_base(
+                node.meta.level,
+                low,
+                high,
+                node.meta.right,
+                separators,
+                &pids,
+            )
         };
         match self.table.cas(page.pid, page.node, base, guard) {
             Ok(_) => {
@@ -128,9 +135,19 @@ where
             }
             let middle = records.len() / 2;
             let separator = records[middle].0.clone();
-            let upper = node::leaf_base(Some(separator.clone()), high.clone(), right, cloned_records(&records[middle..]));
+            let upper = node::leaf_base(
+                Some(separator.clone()),
+                high.clone(),
+                right,
+                cloned_records(&records[middle..]),
+            );
             let upper_pid = self.table.allocate(upper, guard);
-            let lower = node::leaf_base(low, Some(separator.clone()), upper_pid, cloned_records(&records[..middle]));
+            let lower = node::leaf_base(
+                low,
+                Some(separator.clone()),
+                upper_pid,
+                cloned_records(&records[..middle]),
+            );
             (lower, upper_pid, separator)
         } else {
             let children = chain::collect_inner(node);
@@ -138,12 +155,29 @@ where
                 return false;
             }
             let middle = children.len() / 2;
-            let separator = children[middle].0.expect("only the first child lacks a low key").clone();
+            let separator = children[middle]
+                .0
+                .expect("only the first child lacks a low key")
+                .clone();
             let (separators, pids) = split_children(&children[middle..]);
-            let upper = node::inner_base(level, Some(separator.clone()), high.clone(), right, separators, &pids);
+            let upper = node::inner_base(
+                level,
+                Some(separator.clone()),
+                high.clone(),
+                right,
+                separators,
+                &pids,
+            );
             let upper_pid = self.table.allocate(upper, guard);
             let (separators, pids) = split_children(&children[..middle]);
-            let lower = node::inner_base(level, low, Some(separator.clone()), upper_pid, separators, &pids);
+            let lower = node::inner_base(
+                level,
+                low,
+                Some(separator.clone()),
+                upper_pid,
+                separators,
+                &pids,
+            );
             (lower, upper_pid, separator)
         };
         // The split delta owns the lower half from here on (it is the next node of its chain).
@@ -153,6 +187,7 @@ where
             Ok(installed) => {
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
                 unsafe { retire_chain(page.node, guard) };
+                crate::fault::split_delta_installed();
                 let split_page = PageRef {
                     pid: page.pid,
                     node: installed,
@@ -267,7 +302,14 @@ where
             return Err(Restart);
         }
         let level = page.node().meta.level;
-        let new_root = node::inner_base(level + 1, None, None, Pid::NONE, [separator.clone()].into_iter(), &[page.pid, right]);
+        let new_root = node::inner_base(
+            level + 1,
+            None,
+            None,
+            Pid::NONE,
+            [separator.clone()].into_iter(),
+            &[page.pid, right],
+        );
         let new_pid = self.table.allocate(new_root, guard);
         // AcqRel: Release publishes the new root PID after its page (stored with Release in
         // `allocate`); Acquire on failure: we look at the winner's root next.
@@ -296,9 +338,11 @@ fn cloned_records<'a, K: Clone + 'a, V: Clone + 'a>(
 fn split_children<'a, K: Clone + 'a>(
     children: &'a [(Option<&'a K>, Pid)],
 ) -> (impl ExactSizeIterator<Item = K> + 'a, Vec<Pid>) {
-    let separators = children[1..]
-        .iter()
-        .map(|(low, _)| (*low).expect("only the first child lacks a low key").clone());
+    let separators = children[1..].iter().map(|(low, _)| {
+        (*low)
+            .expect("only the first child lacks a low key")
+            .clone()
+    });
     let pids = children.iter().map(|(_, pid)| *pid).collect();
     (separators, pids)
 }
@@ -386,7 +430,10 @@ mod tests {
         tree.check_invariants().unwrap();
         // Posting on the left half again must not lose the split (its entry is in the new root).
         tree.insert(5, 5);
-        assert_ne!(tree.find_leaf(&First, Intent::Read, guard).node().kind, Kind::Split);
+        assert_ne!(
+            tree.find_leaf(&First, Intent::Read, guard).node().kind,
+            Kind::Split
+        );
         tree.check_invariants().unwrap();
     }
 

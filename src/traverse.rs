@@ -25,6 +25,7 @@ use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::chain::{self, Probe};
+use crate::fault::{self, Fault};
 use crate::mapping::Pid;
 use crate::node::{Kind, NodeRef};
 use crate::sync::{Ordering, retry_pause};
@@ -84,7 +85,7 @@ where
             let page = PageRef { pid, node };
             let unfinished_split = node.kind == Kind::Split;
             if probe.right_of(node.high()) {
-                if unfinished_split {
+                if unfinished_split && !fault::active(Fault::SkipHelpAlong) {
                     self.complete_split(page, guard)?;
                 }
                 pid = node.meta.right;
@@ -176,7 +177,7 @@ where
         page: PageRef<'_, K, V>,
         guard: &Guard,
     ) -> Result<(), Restart> {
-        if page.node().kind == Kind::Split {
+        if page.node().kind == Kind::Split && !fault::active(Fault::SkipHelpAlong) {
             self.complete_split(page, guard)?;
         }
         Ok(())

@@ -147,7 +147,10 @@ where
     pub fn height(&self) -> usize {
         let guard = &self.guard();
         let root = Pid(self.root.load(Ordering::Acquire));
-        let node = self.table.load(root, guard).expect("the root page always exists");
+        let node = self
+            .table
+            .load(root, guard)
+            .expect("the root page always exists");
         node.meta.level as usize + 1
     }
 
