@@ -333,7 +333,7 @@ fn overlapping_writers_and_scanners(map: &Map) {
                     out.clear();
                     let n = map.scan(lo.as_ref(), hi.as_ref(), limit, &mut out);
                     check_scan(name, lo, hi, limit, n, &out);
-                    let k = rng.next() % OVERLAP_KEYS & !1;
+                    let k = (rng.next() % OVERLAP_KEYS) & !1;
                     assert_eq!(
                         map.get(&k).map(|v| v >> 32),
                         Some(k),

@@ -38,7 +38,8 @@
 //!   workloads therefore show low leaf fill in [`Shape`].
 //! - **No reclamation before drop.** Since nodes are never merged away, no node is ever unlinked;
 //!   all of them are freed when the map is dropped. No epoch pinning is needed on any path.
-//! - **Capacities.** `new()` uses [`DEFAULT_LEAF_CAPACITY`] and [`DEFAULT_INNER_CAPACITY`];
+//! - **Capacities.** `new()` uses [`DEFAULT_LEAF_CAPACITY`] and [`DEFAULT_INNER_CAPACITY`] (the
+//!   OLC tree its own, measured, [`OlcBTree::DEFAULT_LEAF_CAPACITY`]);
 //!   `with_capacity(leaf, inner)` accepts a leaf capacity (entries) in
 //!   `2..=`[`MAX_PAGE_CAPACITY`](crate::MAX_PAGE_CAPACITY) and an inner capacity (children) in
 //!   `3..=MAX_PAGE_CAPACITY`, the same bounds as [`Config`](crate::Config), and returns a
@@ -64,10 +65,11 @@ use crossbeam_utils::CachePadded;
 
 use crate::{ConfigError, MAX_PAGE_CAPACITY};
 
-/// Leaf capacity (entries per leaf) that `new()` uses.
+/// Leaf capacity (entries per leaf) that `LockCouplingBTree::new()` uses (the Bw-tree's default page
+/// size).
 pub const DEFAULT_LEAF_CAPACITY: usize = 64;
 
-/// Inner capacity (children per inner node) that `new()` uses.
+/// Inner capacity (children per inner node) that `LockCouplingBTree::new()` uses.
 pub const DEFAULT_INNER_CAPACITY: usize = 64;
 
 /// A structural snapshot of a tree, for comparing node utilisation across maps.
