@@ -1,39 +1,6 @@
 //! [`LockCouplingBTree`]: a B+tree with a reader/writer latch per node, acquired by lock coupling.
 //!
-//! # Protocol
-//! - **Root holder.** The root pointer and the height live behind their own latch, the "parent" of
-//!   the root: every descent starts by taking it, and a root split replaces the root under it.
-//! - **Readers** (`get`, the descent of `scan`) crab down with shared latches: latch the child, then
-//!   release the parent, so at most two are held.
-//! - **Writers, first pass** (`insert`, `remove`): crab down the inner nodes with shared latches and
-//!   take the leaf exclusively. If the change fits in the leaf (an overwrite, an insert into a leaf
-//!   with room, any removal) it is done there. This is Bayer and Schkolnick's optimistic descent: most
-//!   writes never latch an inner node exclusively.
-//! - **Writers, second pass** (an insert into a full leaf): start again from the root holder taking
-//!   exclusive latches. Whenever the node just latched is *safe*, meaning it has room for one more
-//!   entry and so will not split, every latch above it is released. The held suffix of the path then
-//!   absorbs the splits: the leaf splits, each held ancestor takes the separator and splits in turn if
-//!   it overflows, and a split of the root installs a new root under the still-held root holder.
-//! - **Scans** start at the leaf of the lower bound and walk the leaf chain hand over hand: latch the
-//!   next leaf shared, then release the current one.
-//!
-//! # Why it cannot deadlock
-//! Latches are only ever *waited for* in one global order: the root holder, then inner nodes from
-//! the top level down, then leaves from left to right. Descents wait only for a child of a node they
-//! hold; scans only for the right sibling of the leaf they hold; a writer holding exclusive latches
-//! waits for nothing else once it has reached its leaf (splits build their new right node privately
-//! and publish it under latches already held). A cycle of waits would need someone to wait against
-//! this order.
-//!
-//! # Removal policy
-//! No merges or redistribution: a removal only deletes the entry from its leaf, so leaves may become
-//! empty and stay in the tree (see the [module docs](super)). Every node is therefore always safe for
-//! a removal, which never needs the second pass, and no node is freed before the tree is dropped.
-//!
-//! # Panics in user code
-//! `Ord` and `Clone` of keys run only before a node is modified (searches, and the separator's clone
-//! before a split moves anything), so a panicking implementation leaves every node valid. The latches
-//! it poisons are used as if not poisoned.
+//! The protocol is documented on the type, [`LockCouplingBTree`].
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -166,8 +133,42 @@ fn child_index<K: Ord>(keys: &[K], key: &K) -> usize {
 
 /// A B+tree whose nodes each carry a reader/writer latch, taken top-down by lock coupling.
 ///
-/// See the [module documentation](self) for the protocol, the deadlock argument and the removal
-/// policy (no merges). Leaves are linked left to right for scans.
+/// Leaves are linked left to right for scans.
+///
+/// # Protocol
+/// - **Root holder.** The root pointer and the height live behind their own latch, the "parent" of
+///   the root: every descent starts by taking it, and a root split replaces the root under it.
+/// - **Readers** (`get`, the descent of `scan`) crab down with shared latches: latch the child, then
+///   release the parent, so at most two are held.
+/// - **Writers, first pass** (`insert`, `remove`): crab down the inner nodes with shared latches and
+///   take the leaf exclusively. If the change fits in the leaf (an overwrite, an insert into a leaf
+///   with room, any removal) it is done there. This is Bayer and Schkolnick's optimistic descent: most
+///   writes never latch an inner node exclusively.
+/// - **Writers, second pass** (an insert into a full leaf): start again from the root holder taking
+///   exclusive latches. Whenever the node just latched is *safe*, meaning it has room for one more
+///   entry and so will not split, every latch above it is released. The held suffix of the path then
+///   absorbs the splits: the leaf splits, each held ancestor takes the separator and splits in turn if
+///   it overflows, and a split of the root installs a new root under the still-held root holder.
+/// - **Scans** start at the leaf of the lower bound and walk the leaf chain hand over hand: latch the
+///   next leaf shared, then release the current one.
+///
+/// # Why it cannot deadlock
+/// Latches are only ever *waited for* in one global order: the root holder, then inner nodes from
+/// the top level down, then leaves from left to right. Descents wait only for a child of a node they
+/// hold; scans only for the right sibling of the leaf they hold; a writer holding exclusive latches
+/// waits for nothing else once it has reached its leaf (splits build their new right node privately
+/// and publish it under latches already held). A cycle of waits would need someone to wait against
+/// this order.
+///
+/// # Removal policy
+/// No merges or redistribution: a removal only deletes the entry from its leaf, so leaves may become
+/// empty and stay in the tree (see the [module docs](crate::baselines)). Every node is therefore always safe for
+/// a removal, which never needs the second pass, and no node is freed before the tree is dropped.
+///
+/// # Panics in user code
+/// `Ord` and `Clone` of keys run only before a node is modified (searches, and the separator's clone
+/// before a split moves anything), so a panicking implementation leaves every node valid. The latches
+/// it poisons are used as if not poisoned.
 ///
 /// ```
 /// use bwtree::baselines::LockCouplingBTree;

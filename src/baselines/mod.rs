@@ -41,7 +41,7 @@
 //! - **Capacities.** `new()` uses [`DEFAULT_LEAF_CAPACITY`] and [`DEFAULT_INNER_CAPACITY`] (the
 //!   OLC tree its own, measured, [`OlcBTree::DEFAULT_LEAF_CAPACITY`]);
 //!   `with_capacity(leaf, inner)` accepts a leaf capacity (entries) in
-//!   `2..=`[`MAX_PAGE_CAPACITY`](crate::MAX_PAGE_CAPACITY) and an inner capacity (children) in
+//!   `2..=`[`crate::MAX_PAGE_CAPACITY`] and an inner capacity (children) in
 //!   `3..=MAX_PAGE_CAPACITY`, the same bounds as [`Config`](crate::Config), and returns a
 //!   [`ConfigError`] otherwise.
 //!

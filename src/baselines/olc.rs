@@ -1,60 +1,7 @@
 //! [`OlcBTree`]: a B+tree synchronised by optimistic lock coupling, specialised to `u64` keys and
 //! values.
 //!
-//! # Version words
-//! Every node starts with a 64-bit version: bit 0 marks the node *obsolete*, bit 1 *locked*, and the
-//! bits above count modifications. A writer locks a node by a CAS from an unlocked version `v` to
-//! `v + LOCKED` and unlocks it by adding `LOCKED` again, which clears the lock bit and carries into
-//! the counter, so every modification leaves a version no reader has seen before.
-//!
-//! # Protocol as types
-//! - [`ReadGuard`] records a node's unlocked version (waiting while the node is locked). Reads of the
-//!   node are *optimistic*: relaxed loads that may race with a writer and so may be inconsistent.
-//!   [`ReadGuard::check`] validates them: if the version is unchanged, they form a consistent view.
-//! - [`ReadGuard::upgrade`] turns the guard into a [`WriteGuard`] by the CAS above, which fails if the
-//!   node changed since it was read; the `WriteGuard` unlocks (bumping the version) on drop.
-//! - Any failed validation or upgrade returns [`Restart`], and the operation starts again from the
-//!   root. Restarts are counted ([`OlcBTree::restarts`]).
-//!
-//! # Descent
-//! Per level: read the child pointer, record the child's version, then validate the parent. A
-//! successful validation proves the child was the right one *when its version was recorded*: a split
-//! of the child locks the parent first, and the child is unlocked (producing a version a reader could
-//! record) before the parent is. The child is then validated on its own. Writers upgrade only the
-//! leaf, and both the leaf and its parent when the leaf must split, always parent first and by CAS
-//! (a failed CAS restarts, it never waits), so writers cannot deadlock.
-//!
-//! Following `BTreeOLC`, inner nodes are split *eagerly*: an insert that passes a full inner node
-//! locks it and its parent, splits it and restarts, so a leaf split always finds room in its parent
-//! and never locks more than two nodes. A leaf split inserts the new key into the proper half before
-//! publishing it, so it needs no restart.
-//!
-//! # Search
-//! Within a node, a branch-free binary search. As soon as a descent knows a child's address it
-//! prefetches the child's header and key slots, so the search's dependent probes find their cache
-//! lines already in flight instead of missing one after another (about 25% more single-thread
-//! gets on 1M random keys than without).
-//!
-//! # Memory
-//! Each node is one allocation: a cache-line header, then `AtomicU64` key slots, then value slots
-//! (leaves) or child pointers (inner nodes). All slots are atomics read with `Relaxed` loads, so a read
-//! that races with a writer is defined (it may see a stale or newer value, which the version check
-//! then rejects). Nodes are never merged, so no node becomes unreachable and none is freed before the
-//! tree is dropped: optimistic readers can never touch freed memory, and no epoch pinning is needed.
-//! The obsolete bit is part of the format for that reason never set today; readers still treat it as
-//! a conflict, which costs nothing extra (the lock bit is tested in the same branch).
-//!
-//! # Memory orderings, in one place
-//! - Seqlock pairing: readers load the version with `Acquire`, read the node with `Relaxed` loads,
-//!   then issue an `Acquire` fence before re-loading the version (`check`, and `upgrade` before its
-//!   CAS). A writer issues a `Release` fence right after its locking CAS, before its `Relaxed` stores.
-//!   If a reader's load saw one of those stores, the writer's fence synchronises with the reader's
-//!   fence, so the locking CAS happens before the reader's re-load, which therefore sees a different
-//!   version. The unlock is a `Release` RMW that pairs with the next reader's `Acquire` version load.
-//! - Publication: a new node is filled while private and published by a `Release` store of its pointer
-//!   (root pointer, child slot, leaf `next`); every load of such a pointer is `Acquire`, so the node's
-//!   initialisation happens before any dereference. Pointers moved between slots under a lock are
-//!   stored with `Release` too, extending the chain.
+//! The protocol is documented on the type, [`OlcBTree`].
 
 use core::alloc::Layout;
 use core::fmt;
@@ -396,8 +343,64 @@ fn shift_right(leaf: NodeRef<'_>, _lock: &WriteGuard<'_>, from: usize, n: usize)
 /// An optimistic-lock-coupling B+tree from `u64` to `u64` (Leis et al., the design of `BTreeOLC`).
 ///
 /// Readers never write shared memory; writers lock at most two nodes. See the
-/// [module documentation](self) for the protocol and its memory orderings, and the
-/// [baselines overview](super) for the no-merge, free-on-drop policy.
+/// [baselines overview](crate::baselines) for the no-merge, free-on-drop policy.
+///
+/// # Version words
+/// Every node starts with a 64-bit version: bit 0 marks the node *obsolete*, bit 1 *locked*, and the
+/// bits above count modifications. A writer locks a node by a CAS from an unlocked version `v` to
+/// `v + LOCKED` and unlocks it by adding `LOCKED` again, which clears the lock bit and carries into
+/// the counter, so every modification leaves a version no reader has seen before.
+///
+/// # Protocol as types
+/// - `ReadGuard` records a node's unlocked version (waiting while the node is locked). Reads of the
+///   node are *optimistic*: relaxed loads that may race with a writer and so may be inconsistent.
+///   `ReadGuard::check` validates them: if the version is unchanged, they form a consistent view.
+/// - `ReadGuard::upgrade` turns the guard into a `WriteGuard` by the CAS above, which fails if the
+///   node changed since it was read; the `WriteGuard` unlocks (bumping the version) on drop.
+/// - Any failed validation or upgrade returns `Restart`, and the operation starts again from the
+///   root. Restarts are counted ([`OlcBTree::restarts`]).
+///
+/// # Descent
+/// Per level: read the child pointer (an `Acquire` load, so the child may be dereferenced at once:
+/// nodes are never freed), record the child's version, then validate the parent. A successful
+/// validation proves the child was the right one *when its version was recorded*: a split of the
+/// child locks the parent before it changes the child, so a reader that recorded a post-split
+/// version of the child (its `Acquire` load synchronising with the child's unlock) finds the
+/// parent's version changed. The child is then validated on its own. Writers upgrade only the
+/// leaf, and both the leaf and its parent when the leaf must split, always parent first and by CAS
+/// (a failed CAS restarts, it never waits), so writers cannot deadlock.
+///
+/// Following `BTreeOLC`, inner nodes are split *eagerly*: an insert that passes a full inner node
+/// locks it and its parent, splits it and restarts, so a leaf split always finds room in its parent
+/// and never locks more than two nodes. A leaf split inserts the new key into the proper half before
+/// publishing it, so it needs no restart.
+///
+/// # Search
+/// Within a node, a branch-free binary search. As soon as a descent knows a child's address it
+/// prefetches the child's header and key slots, so the search's dependent probes find their cache
+/// lines already in flight instead of missing one after another (about 25% more single-thread
+/// gets on 1M random keys than without).
+///
+/// # Memory
+/// Each node is one allocation: a cache-line header, then `AtomicU64` key slots, then value slots
+/// (leaves) or child pointers (inner nodes). All slots are atomics read with `Relaxed` loads, so a read
+/// that races with a writer is defined (it may see a stale or newer value, which the version check
+/// then rejects). Nodes are never merged, so no node becomes unreachable and none is freed before the
+/// tree is dropped: optimistic readers can never touch freed memory, and no epoch pinning is needed.
+/// The obsolete bit is part of the format for a future merge policy but never set today; readers
+/// still treat it as a conflict, which costs nothing extra (it is tested with the lock bit).
+///
+/// # Memory orderings, in one place
+/// - Seqlock pairing: readers load the version with `Acquire`, read the node with `Relaxed` loads,
+///   then issue an `Acquire` fence before re-loading the version (`check`, and `upgrade` before its
+///   CAS). A writer issues a `Release` fence right after its locking CAS, before its `Relaxed` stores.
+///   If a reader's load saw one of those stores, the writer's fence synchronises with the reader's
+///   fence, so the locking CAS happens before the reader's re-load, which therefore sees a different
+///   version. The unlock is a `Release` RMW that pairs with the next reader's `Acquire` version load.
+/// - Publication: a new node is filled while private and published by a `Release` store of its pointer
+///   (root pointer, child slot, leaf `next`); every load of such a pointer is `Acquire`, so the node's
+///   initialisation happens before any dereference. Pointers moved between slots under a lock are
+///   stored with `Release` too, extending the chain.
 ///
 /// ```
 /// use bwtree::baselines::OlcBTree;
