@@ -21,7 +21,7 @@ use core::ops::Bound;
 
 use crate::fault::{self, Fault};
 use crate::mapping::Pid;
-use crate::node::{Body, NodeRef};
+use crate::node::{Body, NodeRef, RemovalState};
 
 /// What a descent is looking for. Implemented by zero-sized or reference types so that every
 /// traversal is monomorphised for its probe and the hot `At` case compiles to plain comparisons.
@@ -84,8 +84,12 @@ pub(crate) fn leaf_get<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Optio
                 }
             }
             Body::Leaf(base) => return base.get(key),
-            Body::Split(_) => {}
-            Body::Inner(_) | Body::IndexEntry(_) => {
+            Body::Merge(merge) if *key >= merge.separator => {
+                node = merge.right_state();
+                continue;
+            }
+            Body::Split(_) | Body::Remove(_) | Body::Collapse | Body::Merge(_) => {}
+            Body::Inner(_) | Body::IndexEntry(_) | Body::IndexDelete(_) => {
                 debug_assert!(false, "inner node in a leaf chain");
                 return None;
             }
@@ -107,13 +111,25 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
                     return entry.child;
                 }
             }
+            Body::IndexDelete(delete) => {
+                if probe.right_of(Some(&delete.separator))
+                    && !probe.right_of(delete.high.as_ref())
+                    && delete.removal.state() != RemovalState::Aborted
+                {
+                    return delete.left;
+                }
+            }
             Body::Inner(base) => {
                 let i = base
                     .separators()
                     .partition_point(|s| probe.right_of(Some(s)));
                 return base.children()[i];
             }
-            Body::Split(_) => {}
+            Body::Merge(merge) if probe.right_of(Some(&merge.separator)) => {
+                node = merge.right_state();
+                continue;
+            }
+            Body::Split(_) | Body::Remove(_) | Body::Collapse | Body::Merge(_) => {}
             Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
                 unreachable!("leaf node in an inner chain")
             }
@@ -149,7 +165,7 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
     // Newest first; `None` marks a delete.
     let mut deltas: Vec<(&'g K, Option<&'g V>)> = Vec::new();
     let mut node = head;
-    let base = loop {
+    loop {
         match node.body() {
             Body::Insert(delta) => {
                 if in_bounds(&delta.key, lo, hi) {
@@ -161,46 +177,82 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
                     deltas.push((&delta.key, None));
                 }
             }
-            Body::Split(_) => {}
-            Body::Leaf(base) => break base,
-            Body::Inner(_) | Body::IndexEntry(_) => unreachable!("inner node in a leaf chain"),
+            Body::Split(_) | Body::Remove(_) | Body::Collapse => {}
+            Body::Leaf(base) => {
+                let start = match lo {
+                    Bound::Included(l) => base.lower_bound(l, false),
+                    Bound::Excluded(l) => base.lower_bound(l, true),
+                    Bound::Unbounded => 0,
+                };
+                let end = match hi {
+                    Bound::Included(h) => base.lower_bound(h, true),
+                    Bound::Excluded(h) => base.lower_bound(h, false),
+                    Bound::Unbounded => base.keys().len(),
+                };
+                let end = end.max(start);
+                let run = base.keys()[start..end]
+                    .iter()
+                    .zip(&base.values()[start..end]);
+                return apply_deltas(deltas, run, out);
+            }
+            Body::Merge(merge) => {
+                // The page is a tree here: keys below the separator in `next`, the rest in the
+                // merged-away page's chain. Collect both (they are disjoint and ordered), then
+                // apply the deltas above the merge.
+                let sep = &merge.separator;
+                let mut run = Vec::new();
+                let left_hi = if in_bounds(sep, Bound::Unbounded, hi) {
+                    Bound::Excluded(sep)
+                } else {
+                    hi
+                };
+                let right_lo = match lo {
+                    Bound::Unbounded => Bound::Included(sep),
+                    Bound::Included(l) | Bound::Excluded(l) if l < sep => Bound::Included(sep),
+                    other => other,
+                };
+                collect_leaf(
+                    node.next().expect("a delta always has a successor"),
+                    lo,
+                    left_hi,
+                    &mut run,
+                );
+                collect_leaf(merge.right_state(), right_lo, hi, &mut run);
+                return apply_deltas(deltas, run.into_iter(), out);
+            }
+            Body::Inner(_) | Body::IndexEntry(_) | Body::IndexDelete(_) => {
+                unreachable!("inner node in a leaf chain")
+            }
         }
         node = node.next().expect("a delta always has a successor");
-    };
+    }
+}
 
-    let start = match lo {
-        Bound::Included(l) => base.lower_bound(l, false),
-        Bound::Excluded(l) => base.lower_bound(l, true),
-        Bound::Unbounded => 0,
-    };
-    let end = match hi {
-        Bound::Included(h) => base.lower_bound(h, true),
-        Bound::Excluded(h) => base.lower_bound(h, false),
-        Bound::Unbounded => base.keys().len(),
-    };
-    let end = end.max(start);
-    let keys = &base.keys()[start..end];
-    let values = &base.values()[start..end];
-
+/// Merges `deltas` (newest first, `None` = delete) into the sorted `base` run, appending the result
+/// to `out`.
+fn apply_deltas<'g, K: Ord, V>(
+    mut deltas: Vec<(&'g K, Option<&'g V>)>,
+    base: impl Iterator<Item = (&'g K, &'g V)>,
+    out: &mut Vec<(&'g K, &'g V)>,
+) {
     if deltas.is_empty() {
-        out.extend(keys.iter().zip(values));
+        out.extend(base);
         return;
     }
     // A stable sort keeps the newest record of each key first; drop the older ones.
     deltas.sort_by(|a, b| a.0.cmp(b.0));
     deltas.dedup_by(|later, first| later.0 == first.0);
 
-    out.reserve(keys.len() + deltas.len());
-    let mut base_iter = keys.iter().zip(values).peekable();
+    let mut base = base.peekable();
     for (key, value) in deltas {
-        while let Some(&(base_key, base_value)) = base_iter.peek() {
+        while let Some(&(base_key, base_value)) = base.peek() {
             match base_key.cmp(key) {
                 CmpOrdering::Less => {
                     out.push((base_key, base_value));
-                    base_iter.next();
+                    base.next();
                 }
                 CmpOrdering::Equal => {
-                    base_iter.next();
+                    base.next();
                     break;
                 }
                 CmpOrdering::Greater => break,
@@ -210,40 +262,60 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
             out.push((key, value));
         }
     }
-    out.extend(base_iter);
+    out.extend(base);
 }
 
 /// The logical content of an inner page as of `head`: its children in key order, each with its low
 /// key (`None` for the first child, which starts at the page's own low key).
 pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Option<&'g K>, Pid)> {
-    let mut entries: Vec<(&'g K, Pid)> = Vec::new();
+    // Index changes, newest first: `Some(child)` posts a separator, `None` deletes one.
+    let mut changes: Vec<(&'g K, Option<Pid>)> = Vec::new();
     let mut node = head;
-    let base = loop {
+    let mut children: Vec<(Option<&'g K>, Pid)> = loop {
         match node.body() {
-            Body::IndexEntry(entry) => entries.push((&entry.separator, entry.child)),
-            Body::Split(_) => {}
-            Body::Inner(base) => break base,
+            Body::IndexEntry(entry) => changes.push((&entry.separator, Some(entry.child))),
+            Body::IndexDelete(delete) => {
+                if delete.removal.state() != RemovalState::Aborted {
+                    changes.push((&delete.separator, None));
+                }
+            }
+            Body::Split(_) | Body::Remove(_) | Body::Collapse => {}
+            Body::Inner(base) => {
+                let mut children = Vec::with_capacity(base.children().len() + changes.len());
+                children.push((None, base.children()[0]));
+                children.extend(
+                    base.separators()
+                        .iter()
+                        .zip(&base.children()[1..])
+                        .map(|(s, c)| (Some(s), *c)),
+                );
+                break children;
+            }
+            Body::Merge(merge) => {
+                let mut children =
+                    collect_inner(node.next().expect("a delta always has a successor"));
+                let mut right = collect_inner(merge.right_state());
+                right[0].0 = Some(&merge.separator);
+                children.append(&mut right);
+                break children;
+            }
             Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
         node = node.next().expect("a delta always has a successor");
     };
-    let mut children: Vec<(Option<&'g K>, Pid)> =
-        Vec::with_capacity(base.children().len() + entries.len());
-    children.push((None, base.children()[0]));
-    children.extend(
-        base.separators()
-            .iter()
-            .zip(&base.children()[1..])
-            .map(|(s, c)| (Some(s), *c)),
-    );
-    // Oldest first, so that a later entry for the same separator wins.
-    for (separator, child) in entries.into_iter().rev() {
+    // Oldest first, so that later changes win.
+    for (separator, child) in changes.into_iter().rev() {
         let at = children.partition_point(|(low, _)| low.is_none_or(|low| low < separator));
-        match children.get(at) {
-            Some((Some(low), _)) if *low == separator => children[at].1 = child,
-            _ => children.insert(at, (Some(separator), child)),
+        let exists = matches!(children.get(at), Some((Some(low), _)) if *low == separator);
+        match (child, exists) {
+            (Some(child), true) => children[at].1 = child,
+            (Some(child), false) => children.insert(at, (Some(separator), child)),
+            (None, true) => {
+                children.remove(at);
+            }
+            (None, false) => {}
         }
     }
     // Drop anything a split moved to the right sibling (entries are kept below `high`).
@@ -251,6 +323,24 @@ pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Opti
         children.retain(|(low, _)| low.is_none_or(|low| low < high));
     }
     children
+}
+
+/// Number of index-term-delete deltas in an inner page's chain whose removal was aborted: each made
+/// the header's child count one lower than the real one (see `check_invariants`).
+pub(crate) fn aborted_deletes<K, V>(head: NodeRef<'_, K, V>) -> u32 {
+    let mut count = 0;
+    let mut node = Some(head);
+    while let Some(n) = node {
+        match n.body() {
+            Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Aborted => {
+                count += 1
+            }
+            Body::Merge(merge) => count += aborted_deletes(merge.right_state()),
+            _ => {}
+        }
+        node = n.next();
+    }
+    count
 }
 
 #[cfg(all(test, not(loom)))]
@@ -376,5 +466,42 @@ mod tests {
                 (Some(100), Pid(2))
             ]
         );
+    }
+}
+#[cfg(all(test, not(loom)))]
+mod delete_tests {
+    use super::*;
+    use crate::node::{self, Removal, free_chain};
+    #[test]
+    fn index_delete_removes_the_separator() {
+        let base = node::inner_base::<u64, u64>(
+            1,
+            None,
+            None,
+            Pid::NONE,
+            [18, 27, 34].into_iter(),
+            &[Pid(1), Pid(2), Pid(4), Pid(5)],
+        );
+        let base = base.into_raw();
+        let removal = Removal::new();
+        // SAFETY: test-local chain.
+        let head = node::index_delete_delta(
+            unsafe { NodeRef::from_raw(base) }.unwrap(),
+            27,
+            Some(34),
+            Pid(2),
+            removal.clone(),
+            3,
+        )
+        .into_raw();
+        removal.decide(true);
+        // SAFETY: test-local chain.
+        let children: Vec<_> = collect_inner(unsafe { NodeRef::from_raw(head) }.unwrap())
+            .into_iter()
+            .map(|c| c.1)
+            .collect();
+        assert_eq!(children, vec![Pid(1), Pid(2), Pid(5)]);
+        // SAFETY: test-local chain.
+        unsafe { free_chain(head) };
     }
 }

@@ -42,6 +42,7 @@ pub enum Maintenance {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Maximum number of records in a leaf page; one more triggers a split. At least 2.
+    /// (Fields are validated by [`Config::validate`]; the merge thresholds depend on the capacities.)
     pub leaf_capacity: usize,
     /// Maximum number of children of an inner page; one more triggers a split. At least 3.
     pub inner_capacity: usize,
@@ -50,6 +51,12 @@ pub struct Config {
     /// An inner page whose delta chain grows longer than this is consolidated. At least 1. Inner pages
     /// are read by every operation, so they are kept short.
     pub inner_chain_threshold: usize,
+    /// A leaf with fewer records than this is merged into its left neighbour (0: leaves never merge).
+    /// At most half the leaf capacity, so that the halves of a split are never merged right away.
+    pub leaf_merge_threshold: usize,
+    /// An inner page with fewer children than this is merged into its left neighbour (0: never). At
+    /// most half the inner capacity.
+    pub inner_merge_threshold: usize,
     /// Where consolidations and splits run.
     pub maintenance: Maintenance,
 }
@@ -75,10 +82,22 @@ impl Config {
             1,
             MAX_CHAIN_THRESHOLD,
         )?;
+        check_range(
+            "leaf_merge_threshold",
+            self.leaf_merge_threshold,
+            0,
+            self.leaf_capacity / 2,
+        )?;
+        check_range(
+            "inner_merge_threshold",
+            self.inner_merge_threshold,
+            0,
+            self.inner_capacity / 2,
+        )?;
         Ok(())
     }
 
-    /// Tiny pages and chains that make splits and consolidations happen after a handful of
+    /// Tiny pages and chains that make splits, merges and consolidations happen after a handful of
     /// operations: what the crate's own tests use to exercise every structure modification.
     pub fn tiny() -> Self {
         Config {
@@ -86,6 +105,8 @@ impl Config {
             inner_capacity: 4,
             leaf_chain_threshold: 2,
             inner_chain_threshold: 1,
+            leaf_merge_threshold: 2,
+            inner_merge_threshold: 2,
             maintenance: Maintenance::Inline,
         }
     }
@@ -98,6 +119,8 @@ impl Default for Config {
             inner_capacity: 64,
             leaf_chain_threshold: 8,
             inner_chain_threshold: 2,
+            leaf_merge_threshold: 16,
+            inner_merge_threshold: 16,
             maintenance: Maintenance::Inline,
         }
     }
@@ -169,7 +192,15 @@ mod tests {
     #[test]
     fn every_bound_is_checked() {
         type Breaker = fn(&mut Config);
-        let cases: [(Breaker, &str); 6] = [
+        let cases: [(Breaker, &str); 8] = [
+            (
+                |c| c.leaf_merge_threshold = c.leaf_capacity / 2 + 1,
+                "leaf_merge_threshold",
+            ),
+            (
+                |c| c.inner_merge_threshold = c.inner_capacity,
+                "inner_merge_threshold",
+            ),
             (|c| c.leaf_capacity = 1, "leaf_capacity"),
             (|c| c.inner_capacity = 2, "inner_capacity"),
             (|c| c.leaf_chain_threshold = 0, "leaf_chain_threshold"),

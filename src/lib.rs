@@ -11,6 +11,7 @@ mod iter;
 mod maintenance;
 pub mod map;
 mod mapping;
+mod merge;
 mod node;
 mod reclaim;
 mod smo;

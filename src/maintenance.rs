@@ -3,8 +3,11 @@
 //! ([`BwTree::start_maintenance`]).
 //!
 //! A pass visits every PID in the mapping table once and, for each live page, does what an
-//! operation would have done inline: complete a split that is still the newest node of its chain,
-//! split a page over capacity, consolidate a chain over its threshold. It uses the same CAS-based
+//! operation would have done inline: complete a split that is still the newest node of its chain
+//! (or a removal or collapse in progress), split a page over capacity, merge an under-full page into
+//! its left neighbour, collapse a root with one child, consolidate a chain over its threshold.
+//! Merges are only triggered by operations on the page itself, so a page emptied by removals that
+//! nobody touches again is merged by the next pass. It uses the same CAS-based
 //! steps as the inline path, so it needs no coordination with concurrent operations: if it loses a
 //! race it simply moves on. In [`Maintenance::Background`](crate::Maintenance::Background) mode
 //! operations leave this work to the thread (up to a hard limit); in the default inline mode the
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use crate::BwTree;
 use crate::mapping::Pid;
-use crate::node::Kind;
+use crate::node::Body;
 use crate::traverse::PageRef;
 
 /// What one maintenance pass did.
@@ -29,6 +32,9 @@ pub struct MaintenanceReport {
     pub consolidations: u64,
     /// Pages split.
     pub splits: u64,
+    /// Under-full pages the pass started to merge into their left neighbours (frozen for removal;
+    /// a removal may still be aborted, see the `merge` module).
+    pub merges: u64,
     /// Unfinished splits (left by operations) whose index entry the pass posted.
     pub splits_completed: u64,
 }
@@ -59,18 +65,35 @@ where
                     break;
                 };
                 let page = PageRef { pid, node };
-                if node.kind == Kind::Split {
-                    match self.complete_split(page, &guard) {
+                match node.body() {
+                    Body::Split(_) => match self.complete_split(page, &guard) {
                         Ok(true) => report.splits_completed += 1,
                         Ok(false) => {}
                         Err(_) => break,
+                    },
+                    // Frozen pages: finish their removal or collapse and move on.
+                    Body::Remove(_) | Body::Collapse | Body::IndexDelete(_)
+                        if self.finish_top_smo(page, &guard).is_err() =>
+                    {
+                        break;
                     }
+                    _ => {}
                 }
-                let node = page.node();
                 let (capacity, threshold) = self.limits(node.meta.level);
-                if node.meta.size as usize > capacity && self.split(page, &guard) {
+                let size = node.meta.size as usize;
+                if size > capacity && self.split(page, &guard) {
                     report.splits += 1;
                     continue;
+                }
+                if size < self.merge_threshold(node.meta.level) && node.low().is_some() {
+                    if self.try_merge(page, &guard) {
+                        report.merges += 1;
+                    }
+                    break;
+                }
+                if size == 1 && !node.is_leaf() && self.is_root(pid) {
+                    self.try_collapse(page, &guard);
+                    break;
                 }
                 if node.meta.depth as usize > threshold && self.consolidate(page, &guard) {
                     report.consolidations += 1;
@@ -101,6 +124,7 @@ where
                     total.consolidations += pass.consolidations;
                     total.splits += pass.splits;
                     total.splits_completed += pass.splits_completed;
+                    total.merges += pass.merges;
                     std::thread::park_timeout(interval);
                 }
                 total

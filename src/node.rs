@@ -38,7 +38,7 @@ use core::ops::Deref;
 use core::ptr::{self, NonNull};
 
 use crate::mapping::Pid;
-use crate::sync::PublishWitness;
+use crate::sync::{Arc, AtomicU8, Ordering, PublishWitness};
 
 /// What a node is. Stored in every header; decides the node's concrete type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +50,10 @@ pub(crate) enum Kind {
     Delete,
     Split,
     IndexEntry,
+    Remove,
+    Merge,
+    IndexDelete,
+    Collapse,
 }
 
 /// The header every node starts with. See the module docs.
@@ -138,6 +142,114 @@ pub(crate) struct IndexEntryDelta<K, V> {
     pub(crate) child_high: Option<K>,
 }
 
+/// Remove-node delta: the page is frozen for removal (merge step 1). While its [`Removal`] is
+/// pending or committed nobody posts on the page; once committed the page's keys belong to its left
+/// neighbour. An aborted removal makes the delta transparent.
+#[repr(C)]
+pub(crate) struct RemoveDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) removal: Arc<Removal>,
+}
+
+/// Merge delta (merge step 3) on the left neighbour: keys `>= separator` are now found in
+/// `right_state`, the frozen chain of the removed page, which this delta owns from now on.
+#[repr(C)]
+pub(crate) struct MergeDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) separator: K,
+    right_state: *const Node<K, V>,
+}
+
+/// Index-term-delete delta (merge step 2) on the parent: the child whose low key is `separator` is
+/// gone; keys in `[separator, high)` are routed to `left`, the child before it. Takes effect only
+/// once `removal` is committed; an aborted one is transparent.
+#[repr(C)]
+pub(crate) struct IndexDeleteDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+    pub(crate) separator: K,
+    pub(crate) high: Option<K>,
+    pub(crate) left: Pid,
+    pub(crate) removal: Arc<Removal>,
+}
+
+/// Collapse delta on a root with a single child: the root is frozen and its child is about to become
+/// the root.
+#[repr(C)]
+pub(crate) struct CollapseDelta<K, V> {
+    node: Node<K, V>,
+    next: *const Node<K, V>,
+}
+
+/// The shared state of one page removal, referenced by its remove-node delta and, once posted, by
+/// the parent's index-term-delete delta. The one CAS that moves it out of `PENDING` decides the
+/// removal for every thread.
+pub(crate) struct Removal {
+    state: AtomicU8,
+}
+
+/// Outcome of a [`Removal`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RemovalState {
+    /// Frozen; nobody knows yet whether the page goes.
+    Pending,
+    /// The page is gone: its parent routes its keys to its left neighbour.
+    Committed,
+    /// The page stays; the remove-node delta (and an index-term-delete, if posted) are no-ops.
+    Aborted,
+}
+
+impl Removal {
+    const PENDING: u8 = 0;
+    const COMMITTED: u8 = 1;
+    const ABORTED: u8 = 2;
+
+    pub(crate) fn new() -> Arc<Removal> {
+        Arc::new(Removal {
+            state: AtomicU8::new(Self::PENDING),
+        })
+    }
+
+    #[inline]
+    pub(crate) fn state(&self) -> RemovalState {
+        // Acquire: pairs with the AcqRel CAS in `decide`, so that whoever sees the outcome also sees
+        // the index-term-delete that a commit relies on.
+        match self.state.load(Ordering::Acquire) {
+            Self::PENDING => RemovalState::Pending,
+            Self::COMMITTED => RemovalState::Committed,
+            _ => RemovalState::Aborted,
+        }
+    }
+
+    /// Moves a pending removal to `Committed` (or `Aborted`); returns the outcome, whoever decided it.
+    pub(crate) fn decide(&self, commit: bool) -> RemovalState {
+        let to = if commit {
+            Self::COMMITTED
+        } else {
+            Self::ABORTED
+        };
+        // AcqRel: Release publishes the decision (and the index-term-delete CASed before it);
+        // Acquire on failure reads the winner's decision.
+        let _ = self
+            .state
+            .compare_exchange(Self::PENDING, to, Ordering::AcqRel, Ordering::Acquire);
+        self.state()
+    }
+}
+
+impl<K, V> MergeDelta<K, V> {
+    /// The removed page's frozen chain, for keys `>= separator`.
+    #[inline]
+    pub(crate) fn right_state(&self) -> NodeRef<'_, K, V> {
+        // SAFETY: the merge delta owns the removed page's chain: it lives exactly as long as the
+        // delta.
+        unsafe { NodeRef::from_raw(self.right_state) }
+            .expect("a merge delta always has a right state")
+    }
+}
+
 /// The fixed part of a base page; the arrays follow it in the same allocation.
 #[repr(C)]
 struct BaseHeader<K, V> {
@@ -202,6 +314,10 @@ pub(crate) enum Body<'g, K, V> {
     Delete(&'g DeleteDelta<K, V>),
     Split(&'g SplitDelta<K, V>),
     IndexEntry(&'g IndexEntryDelta<K, V>),
+    Remove(&'g RemoveDelta<K, V>),
+    Merge(&'g MergeDelta<K, V>),
+    IndexDelete(&'g IndexDeleteDelta<K, V>),
+    Collapse,
 }
 
 impl<'g, K, V> NodeRef<'g, K, V> {
@@ -246,6 +362,10 @@ impl<'g, K, V> NodeRef<'g, K, V> {
                 Kind::Delete => Body::Delete(&*ptr.cast::<DeleteDelta<K, V>>()),
                 Kind::Split => Body::Split(&*ptr.cast::<SplitDelta<K, V>>()),
                 Kind::IndexEntry => Body::IndexEntry(&*ptr.cast::<IndexEntryDelta<K, V>>()),
+                Kind::Remove => Body::Remove(&*ptr.cast::<RemoveDelta<K, V>>()),
+                Kind::Merge => Body::Merge(&*ptr.cast::<MergeDelta<K, V>>()),
+                Kind::IndexDelete => Body::IndexDelete(&*ptr.cast::<IndexDeleteDelta<K, V>>()),
+                Kind::Collapse => Body::Collapse,
             }
         }
     }
@@ -318,6 +438,10 @@ fn next_of<K, V>(ptr: *const Node<K, V>) -> *const Node<K, V> {
             Kind::Delete => (*ptr.cast::<DeleteDelta<K, V>>()).next,
             Kind::Split => (*ptr.cast::<SplitDelta<K, V>>()).next,
             Kind::IndexEntry => (*ptr.cast::<IndexEntryDelta<K, V>>()).next,
+            Kind::Remove => (*ptr.cast::<RemoveDelta<K, V>>()).next,
+            Kind::Merge => (*ptr.cast::<MergeDelta<K, V>>()).next,
+            Kind::IndexDelete => (*ptr.cast::<IndexDeleteDelta<K, V>>()).next,
+            Kind::Collapse => (*ptr.cast::<CollapseDelta<K, V>>()).next,
         }
     }
 }
@@ -495,6 +619,10 @@ unsafe fn set_next<K, V>(ptr: *mut Node<K, V>, next: *const Node<K, V>) {
             Kind::Delete => (*ptr.cast::<DeleteDelta<K, V>>()).next = next,
             Kind::Split => (*ptr.cast::<SplitDelta<K, V>>()).next = next,
             Kind::IndexEntry => (*ptr.cast::<IndexEntryDelta<K, V>>()).next = next,
+            Kind::Remove => (*ptr.cast::<RemoveDelta<K, V>>()).next = next,
+            Kind::Merge => (*ptr.cast::<MergeDelta<K, V>>()).next = next,
+            Kind::IndexDelete => (*ptr.cast::<IndexDeleteDelta<K, V>>()).next = next,
+            Kind::Collapse => (*ptr.cast::<CollapseDelta<K, V>>()).next = next,
             Kind::LeafBase | Kind::InnerBase => unreachable!("a base page has no successor"),
         }
     }
@@ -571,6 +699,66 @@ pub(crate) fn index_entry_delta<K, V>(
         separator,
         child,
         child_high,
+    })
+}
+
+/// A remove-node delta on top of `prev` (merge step 1).
+pub(crate) fn remove_delta<K, V>(
+    prev: NodeRef<'_, K, V>,
+    removal: Arc<Removal>,
+) -> OwnedNode<K, V> {
+    boxed(RemoveDelta {
+        node: delta_header(prev, Kind::Remove, prev.meta.size),
+        next: prev.as_ptr(),
+        removal,
+    })
+}
+
+/// A merge delta on top of `left` that takes over `right`, the frozen head of the removed page
+/// whose low key is `separator`. The delta owns `right`'s chain once published.
+pub(crate) fn merge_delta<K, V>(
+    left: NodeRef<'_, K, V>,
+    right: NodeRef<'_, K, V>,
+    separator: K,
+) -> OwnedNode<K, V> {
+    let mut meta = left.meta.clone();
+    meta.high = right.meta.high;
+    meta.right = right.meta.right;
+    meta.size = left.meta.size + right.meta.size;
+    // Walking into the right state costs what its chain costs: count it, so consolidation comes soon.
+    meta.depth = left.meta.depth + right.meta.depth + 1;
+    boxed(MergeDelta {
+        node: Node::header(meta, Kind::Merge),
+        next: left.as_ptr(),
+        separator,
+        right_state: right.as_ptr(),
+    })
+}
+
+/// An index-term-delete delta on top of `prev` (an inner page that will have `size` children).
+pub(crate) fn index_delete_delta<K, V>(
+    prev: NodeRef<'_, K, V>,
+    separator: K,
+    high: Option<K>,
+    left: Pid,
+    removal: Arc<Removal>,
+    size: u32,
+) -> OwnedNode<K, V> {
+    boxed(IndexDeleteDelta {
+        node: delta_header(prev, Kind::IndexDelete, size),
+        next: prev.as_ptr(),
+        separator,
+        high,
+        left,
+        removal,
+    })
+}
+
+/// A collapse delta on top of `prev`, a root with a single child.
+pub(crate) fn collapse_delta<K, V>(prev: NodeRef<'_, K, V>) -> OwnedNode<K, V> {
+    boxed(CollapseDelta {
+        node: delta_header(prev, Kind::Collapse, prev.meta.size),
+        next: prev.as_ptr(),
     })
 }
 
@@ -777,6 +965,11 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
             Kind::Delete => drop(Box::from_raw(ptr.cast::<DeleteDelta<K, V>>())),
             Kind::Split => drop(Box::from_raw(ptr.cast::<SplitDelta<K, V>>())),
             Kind::IndexEntry => drop(Box::from_raw(ptr.cast::<IndexEntryDelta<K, V>>())),
+            Kind::Remove => drop(Box::from_raw(ptr.cast::<RemoveDelta<K, V>>())),
+            // Only the delta itself: its right state is freed by `free_chain`, which owns the walk.
+            Kind::Merge => drop(Box::from_raw(ptr.cast::<MergeDelta<K, V>>())),
+            Kind::IndexDelete => drop(Box::from_raw(ptr.cast::<IndexDeleteDelta<K, V>>())),
+            Kind::Collapse => drop(Box::from_raw(ptr.cast::<CollapseDelta<K, V>>())),
             kind @ (Kind::LeafBase | Kind::InnerBase) => {
                 let header = ptr.cast::<BaseHeader<K, V>>();
                 let len = (*header).len;
@@ -792,17 +985,30 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
     }
 }
 
-/// Frees the chain starting at `head` right now, following `next` links.
+/// Frees the chain starting at `head` right now, following `next` links and, through merge
+/// deltas, the chains of merged-away pages.
 ///
 /// # Safety
 /// No other thread may be able to reach any node of the chain, and it must not be freed again.
 pub(crate) unsafe fn free_chain<K, V>(head: *const Node<K, V>) {
+    let mut pending: Vec<*const Node<K, V>> = Vec::new();
     let mut next = head;
-    while !next.is_null() {
-        let node = next as *mut Node<K, V>;
-        next = next_of(node);
-        // SAFETY: the caller's contract; each node of a list is reached once.
-        unsafe { free_node(node) };
+    loop {
+        while !next.is_null() {
+            let node = next as *mut Node<K, V>;
+            // SAFETY: the caller's contract: the node is live and exclusively ours.
+            if unsafe { (*node).kind } == Kind::Merge {
+                // SAFETY: as above; the tag says it is a merge delta.
+                pending.push(unsafe { (*node.cast::<MergeDelta<K, V>>()).right_state });
+            }
+            next = next_of(node);
+            // SAFETY: the caller's contract; each node of the tree of chains is reached once.
+            unsafe { free_node(node) };
+        }
+        match pending.pop() {
+            Some(right) => next = right,
+            None => return,
+        }
     }
 }
 

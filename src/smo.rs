@@ -34,7 +34,7 @@ use crate::BwTree;
 use crate::chain::{self, At};
 use crate::config::{Config, Maintenance};
 use crate::mapping::Pid;
-use crate::node::{self, Body, OwnedNode};
+use crate::node::{self, Body, OwnedNode, RemovalState};
 use crate::reclaim::retire_chain;
 use crate::sync::{Ordering, retry_pause};
 use crate::traverse::{Intent, PageRef, Restart};
@@ -44,8 +44,9 @@ where
     K: Ord + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Called after a successful post on `page`: splits it if it is too large, consolidates it if its
-    /// chain is too long. Failures are abandoned (a later operation will try again).
+    /// Called after a successful post on `page`: splits it if it is too large, merges it away if it is
+    /// under-full, collapses a root with a single child, consolidates it if its chain is too long.
+    /// Failures are abandoned (a later operation or maintenance pass will try again).
     pub(crate) fn maintain(&self, page: PageRef<'_, K, V>, guard: &Guard) {
         let node = page.node();
         let (capacity, threshold) = self.limits(node.meta.level);
@@ -56,11 +57,23 @@ where
                 threshold * Config::BACKGROUND_HARD_FACTOR,
             ),
         };
-        if node.meta.size as usize > capacity {
+        let size = node.meta.size as usize;
+        if size > capacity {
             self.split(page, guard);
+        } else if size < self.merge_threshold(node.meta.level) && node.low().is_some() {
+            // Under-full and not the leftmost page of its level: merge into the left neighbour.
+            self.try_merge(page, guard);
+        } else if size == 1 && !node.is_leaf() && self.is_root(page.pid) {
+            self.try_collapse(page, guard);
         } else if node.meta.depth as usize > threshold {
             self.consolidate(page, guard);
         }
+    }
+
+    /// Whether `pid` is the root page now.
+    pub(crate) fn is_root(&self, pid: Pid) -> bool {
+        // Acquire: pairs with the Release of the CAS that installed the root.
+        self.root.load(Ordering::Acquire) == pid.0
     }
 
     /// Capacity and chain threshold of pages at `level`.
@@ -79,7 +92,7 @@ where
     pub(crate) fn consolidate(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
         // A split delta disappears into the new base page, so its index entry must be in place
         // first (see `traverse`: a split that is not the newest node is complete).
-        if self.finish_top_split(page, guard).is_err() {
+        if self.finish_top_smo(page, guard).is_err() {
             return false;
         }
         let node = page.node();
@@ -119,7 +132,7 @@ where
     /// Splits `page` in two (steps 1–3 of the module docs). Returns whether the split delta was
     /// installed.
     pub(crate) fn split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
-        if self.finish_top_split(page, guard).is_err() {
+        if self.finish_top_smo(page, guard).is_err() {
             return false;
         }
         let node = page.node();
@@ -222,6 +235,19 @@ where
         };
         let (separator, right, right_high) = (&split.separator, &split.right, &split.right_high);
         let level = node.meta.level;
+        // A split whose right half is being (or has been) merged away was complete: a page is only
+        // frozen for removal once its parent routes to it. Its separator may be gone from the
+        // parent by now, so the routing check below would wrongly post it again.
+        match self.table.load(*right, guard) {
+            None => return Ok(false),
+            Some(sibling) => {
+                if let Body::Remove(remove) = sibling.body() {
+                    if remove.removal.state() != RemovalState::Aborted {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
         loop {
             let Some(parent) = self.descend(&At(separator), level + 1, Intent::Write, guard) else {
                 // The split page is (or was) the root.

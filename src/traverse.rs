@@ -27,7 +27,7 @@ use crate::BwTree;
 use crate::chain::{self, Probe};
 use crate::fault::{self, Fault};
 use crate::mapping::Pid;
-use crate::node::{Kind, NodeRef};
+use crate::node::{Body, Kind, NodeRef, RemovalState};
 use crate::sync::{Ordering, retry_pause};
 
 /// A page as loaded at one moment: its PID and the head of its chain.
@@ -83,6 +83,23 @@ where
                 return Err(Restart);
             };
             let page = PageRef { pid, node };
+            match node.body() {
+                // A page frozen for removal or collapse: finish that first, then start over (its keys
+                // are moving, so the route that led here is out of date).
+                Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
+                    self.help_remove(page, guard);
+                    return Err(Restart);
+                }
+                Body::Collapse => {
+                    self.help_collapse(page, guard);
+                    return Err(Restart);
+                }
+                // A pending index-term-delete on top is committed by whoever sees it (see `merge`).
+                Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
+                    delete.removal.decide(true);
+                }
+                _ => {}
+            }
             let unfinished_split = node.kind == Kind::Split;
             if probe.right_of(node.high()) {
                 if unfinished_split && !fault::active(Fault::SkipHelpAlong) {
@@ -93,7 +110,7 @@ where
                 continue;
             }
             if intent == Intent::Write {
-                self.finish_top_split(page, guard)?;
+                self.finish_top_smo(page, guard)?;
             }
             return Ok(page);
         }
@@ -150,7 +167,7 @@ where
                     return None;
                 }
                 if here == level {
-                    if intent == Intent::Write && self.finish_top_split(page, guard).is_err() {
+                    if intent == Intent::Write && self.finish_top_smo(page, guard).is_err() {
                         retry_pause();
                         continue 'restart;
                     }
@@ -169,16 +186,31 @@ where
         }
     }
 
-    /// Completes the split that is the newest node of `page`, if there is one, so that a delta may
-    /// be posted on top of it.
-    #[inline]
-    pub(crate) fn finish_top_split(
+    /// Finishes whatever unfinished structure modification is the newest node of `page`, so that a
+    /// delta may be posted on top of it or the chain replaced: completes a split, commits a pending
+    /// index-term-delete, and helps a removal or collapse (after which the page is gone or changed:
+    /// `Err(Restart)`).
+    pub(crate) fn finish_top_smo(
         &self,
         page: PageRef<'_, K, V>,
         guard: &Guard,
     ) -> Result<(), Restart> {
-        if page.node().kind == Kind::Split && !fault::active(Fault::SkipHelpAlong) {
-            self.complete_split(page, guard)?;
+        match page.node().body() {
+            Body::Split(_) if !fault::active(Fault::SkipHelpAlong) => {
+                self.complete_split(page, guard)?;
+            }
+            Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
+                delete.removal.decide(true);
+            }
+            Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
+                self.help_remove(page, guard);
+                return Err(Restart);
+            }
+            Body::Collapse => {
+                self.help_collapse(page, guard);
+                return Err(Restart);
+            }
+            _ => {}
         }
         Ok(())
     }

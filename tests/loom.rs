@@ -57,6 +57,9 @@ fn config(leaf_capacity: usize, leaf_chain_threshold: usize) -> Config {
         inner_capacity: 4,
         leaf_chain_threshold,
         inner_chain_threshold: 2,
+        // These models are about splits; the merge models set their own thresholds.
+        leaf_merge_threshold: 0,
+        inner_merge_threshold: 0,
         ..Config::default()
     }
 }

@@ -162,6 +162,8 @@ fn model_smallest_legal_pages() {
                 inner_capacity: 3,
                 leaf_chain_threshold: 1,
                 inner_chain_threshold: 1,
+                leaf_merge_threshold: 1,
+                inner_merge_threshold: 1,
                 ..Config::default()
             },
             ops,

@@ -37,6 +37,8 @@ fn configs() -> Vec<(&'static str, Config)> {
                 inner_capacity: 3,
                 leaf_chain_threshold: 1,
                 inner_chain_threshold: 1,
+                leaf_merge_threshold: 1,
+                inner_merge_threshold: 1,
                 ..Config::default()
             },
         ),

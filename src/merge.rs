@@ -1,0 +1,279 @@
+//! Remove-side structure modifications: page merges and root collapse, done cooperatively and
+//! without locks.
+//!
+//! # Merging a page `R` into its left neighbour
+//! A page with fewer entries than its merge threshold is removed in three steps, each one CAS that
+//! any thread can perform:
+//!
+//! 1. **Freeze** — a *remove-node* delta is posted on `R` (only once `R`'s own split, if it is the
+//!    newest node, is complete). It carries a shared [`Removal`] whose state starts `Pending`. From
+//!    now on nobody posts on `R`; a thread that meets the delta helps the removal along instead.
+//! 2. **Decide** — a thread finds the parent `P` that covers `R`'s low key. If `R` is a child of `P`
+//!    other than the first, it posts an *index-term-delete* delta on `P` (routing `R`'s key range,
+//!    up to the next separator of `P`, to the child left of `R`) and then CASes the removal to
+//!    `Committed`. If `R` has become the first child of its parent — the parent split exactly at
+//!    `R`'s low key after the freeze, the race the OpenBw-Tree authors met — it CASes the removal to
+//!    `Aborted` instead, which turns both deltas into no-ops and unfreezes `R`. The one CAS on the
+//!    removal's state decides for everyone: a commit can only follow an index-term-delete that is in
+//!    the parent covering `R` (posted on its current head, while `R` was not its first child); an
+//!    abort is always safe. While a pending index-term-delete is the newest node of `P`, nothing else
+//!    is posted on `P` (threads that meet it commit it first), so `P` cannot split between the post
+//!    and the commit. This replaces OpenBw-Tree's "abort" delta, which blocks the parent until the
+//!    thread that posted it removes it; here any thread finishes the step, so no one waits.
+//! 3. **Merge** — on `R`'s left neighbour `L` (the page whose high key is `R`'s low key and whose
+//!    right link is `R`; found by a descent that moves right from the parent's route) a *merge*
+//!    delta is posted that takes over `R`'s key range, right link and frozen chain (which it owns
+//!    from then on: `L`'s chain becomes a tree). The thread whose merge CAS succeeds clears `R`'s
+//!    mapping-table slot and hands `R`'s PID back to the allocator after an epoch.
+//!
+//! Until step 3 is done, `R`'s frozen content is still the truth for its keys: a reader routed to
+//! `L` moves right to `R`, meets the committed removal, performs step 3 itself and restarts.
+//!
+//! # Races, and why each is safe
+//! - *Merge vs split of `R`*: a split of `R` is completed before the freeze; after it, `R` takes no
+//!   posts. A split that lands before the freeze makes the freeze CAS fail (the head changed).
+//! - *Merge vs split of `L`*: step 3 looks for the page whose high key equals `R`'s low key by moving
+//!   right, so it finds `L`'s right half if `L` split; the CAS on that page's head orders the two.
+//! - *Merge vs split of the parent*: see step 2 (abort, or the parent cannot split before the commit).
+//!   After the commit `R`'s separator is gone from the parent, so no later split can separate `R`'s
+//!   range from `L`'s.
+//! - *Adjacent merges*: if `L` itself is frozen, step 3 for `R` helps `L`'s removal first (its descent
+//!   meets `L`'s remove-node delta); if `L`'s removal commits, `R` merges into `L`'s left neighbour.
+//!   An index-term-delete spans up to the next separator still in the parent, so a later delete of
+//!   `L` covers the key range earlier deletes had routed to `L`.
+//! - *Merge vs an in-flight range scan*: scans keep cursor keys, not pages; a page found removed
+//!   sends them back to the root, and the keys are found in `L`.
+//! - *The leftmost child*: a page that is the first child of its parent (or the leftmost page of its
+//!   level) is never chosen for removal; it stays, possibly under-full, until its parent merges and
+//!   it becomes a non-first child of the merged page. This is the policy OpenBw-Tree uses too.
+//!
+//! # Root collapse
+//! When the root is an inner page with a single child, a *collapse* delta freezes it and one CAS on
+//! the tree's root PID makes the child the root; the winner clears the old root's slot and retires
+//! its chain. A thread that meets the collapse delta performs the root CAS itself and restarts.
+
+use crossbeam_epoch::Guard;
+
+use crate::BwTree;
+use crate::chain::{self, At, Below};
+use crate::node::{self, Body, Removal, RemovalState};
+use crate::reclaim::retire_chain;
+use crate::sync::{Arc, Ordering, retry_pause};
+use crate::traverse::{Intent, PageRef};
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Merge threshold of pages at `level` (0: never merge).
+    pub(crate) fn merge_threshold(&self, level: u8) -> usize {
+        if level == 0 {
+            self.config.leaf_merge_threshold
+        } else {
+            self.config.inner_merge_threshold
+        }
+    }
+
+    /// Starts the removal of an under-full `page` (step 1) and drives it to the end. Returns whether
+    /// the page was frozen.
+    pub(crate) fn try_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        let node = page.node();
+        // The leftmost page of a level (and the root) is never removed.
+        let Some(low) = node.low() else { return false };
+        if self.finish_top_smo(page, guard).is_err() {
+            return false;
+        }
+        // Policy check (the decision in step 2 re-checks it): not the first child of its parent.
+        let level = node.meta.level;
+        let Some(parent) = self.descend(&At(low), level + 1, Intent::Read, guard) else {
+            return false;
+        };
+        if parent.node().low() == Some(low)
+            || chain::inner_route(parent.node(), &At(low)) != page.pid
+        {
+            return false;
+        }
+        let delta = node::remove_delta(node, Removal::new());
+        match self.table.cas(page.pid, page.node, delta, guard) {
+            Ok(frozen) => {
+                self.help_remove(
+                    PageRef {
+                        pid: page.pid,
+                        node: frozen,
+                    },
+                    guard,
+                );
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Helps the removal whose remove-node delta is `page`'s newest node: decides it (step 2) if it
+    /// is pending, then merges (step 3) if it is committed.
+    pub(crate) fn help_remove(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+        let Body::Remove(remove) = page.node().body() else {
+            return;
+        };
+        let state = match remove.removal.state() {
+            RemovalState::Pending => self.decide_removal(page, &remove.removal, guard),
+            decided => decided,
+        };
+        if state == RemovalState::Committed {
+            self.complete_merge(page, guard);
+        }
+    }
+
+    /// Step 2: posts the index-term-delete on the parent and commits, or aborts if the page has
+    /// become the first child of its parent. Returns the decision (whoever made it).
+    fn decide_removal(
+        &self,
+        page: PageRef<'_, K, V>,
+        removal: &Arc<Removal>,
+        guard: &Guard,
+    ) -> RemovalState {
+        let node = page.node();
+        let low = node
+            .low()
+            .expect("the leftmost page of a level is never removed");
+        let level = node.meta.level;
+        loop {
+            let state = removal.state();
+            if state != RemovalState::Pending {
+                return state;
+            }
+            // Write intent: the parent's own unfinished modifications are finished first.
+            let Some(parent) = self.descend(&At(low), level + 1, Intent::Write, guard) else {
+                // The level above is gone (the tree shrank): the page is a root's only child.
+                return removal.decide(false);
+            };
+            let parent_node = parent.node();
+            if let Body::IndexDelete(delete) = parent_node.body() {
+                if Arc::ptr_eq(&delete.removal, removal) {
+                    return removal.decide(true);
+                }
+            }
+            let children = chain::collect_inner(parent_node);
+            let Some(at) = children.iter().position(|&(_, pid)| pid == page.pid) else {
+                // Not a child of the page that covers its low key: only possible if our view of the
+                // parent is already outdated. Look again.
+                retry_pause();
+                continue;
+            };
+            if at == 0 {
+                // The parent split exactly at our low key after the freeze: we are its first child
+                // now, and a first child is not removed.
+                return removal.decide(false);
+            }
+            let left = children[at - 1].1;
+            let high = children
+                .get(at + 1)
+                .map_or(parent_node.high(), |(next_low, _)| *next_low)
+                .cloned();
+            let delete = node::index_delete_delta(
+                parent_node,
+                low.clone(),
+                high,
+                left,
+                Arc::clone(removal),
+                parent_node.meta.size - 1,
+            );
+            if let Ok(installed) = self.table.cas(parent.pid, parent.node, delete, guard) {
+                let state = removal.decide(true);
+                if state == RemovalState::Committed {
+                    // The parent lost a child: it may be under-full now (or be a root with one).
+                    self.maintain(
+                        PageRef {
+                            pid: parent.pid,
+                            node: installed,
+                        },
+                        guard,
+                    );
+                }
+                return state;
+            }
+            retry_pause();
+        }
+    }
+
+    /// Step 3: posts the merge delta on the removed page's left neighbour, then releases its PID.
+    fn complete_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+        let removed = page.node();
+        let low = removed
+            .low()
+            .expect("the leftmost page of a level is never removed");
+        let level = removed.meta.level;
+        loop {
+            let Some(left) = self.descend(&Below(low), level, Intent::Write, guard) else {
+                return;
+            };
+            let left_node = left.node();
+            match left_node.high() {
+                Some(high) if high == low => {
+                    if left_node.meta.right != page.pid {
+                        // Merged earlier, and the merged page split again at the same key.
+                        return;
+                    }
+                    let merge = node::merge_delta(left_node, removed, low.clone());
+                    if let Ok(installed) = self.table.cas(left.pid, left.node, merge, guard) {
+                        self.table.release_removed(page.pid, guard);
+                        self.maintain(
+                            PageRef {
+                                pid: left.pid,
+                                node: installed,
+                            },
+                            guard,
+                        );
+                        return;
+                    }
+                }
+                // The left neighbour already covers our low key: someone merged.
+                _ if left_node.below_high(low) => return,
+                _ => {}
+            }
+            retry_pause();
+        }
+    }
+
+    /// Freezes a root that has a single child and makes the child the root.
+    pub(crate) fn try_collapse(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+        if self.finish_top_smo(page, guard).is_err() || chain::collect_inner(page.node()).len() != 1
+        {
+            return;
+        }
+        if let Ok(frozen) = self.table.cas(
+            page.pid,
+            page.node,
+            node::collapse_delta(page.node()),
+            guard,
+        ) {
+            self.help_collapse(
+                PageRef {
+                    pid: page.pid,
+                    node: frozen,
+                },
+                guard,
+            );
+        }
+    }
+
+    /// Finishes the root collapse whose collapse delta is `page`'s newest node.
+    pub(crate) fn help_collapse(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+        let child = chain::collect_inner(page.node())[0].1;
+        // AcqRel: Release publishes the new root PID (its page was published long ago); Acquire on
+        // failure: we only learn that someone else finished.
+        if self
+            .root
+            .compare_exchange(page.pid.0, child.0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // Only the winner gets here, once. The slot is cleared first so that no thread loads
+            // the old root afterwards; those that loaded it before are pinned and see the collapse.
+            self.table.release_removed(page.pid, guard);
+            // SAFETY: the old root is unreachable now (no parent links to a root, the root PID moved
+            // on, its slot is cleared) and its chain is retired exactly once, by the CAS winner.
+            unsafe { retire_chain(page.node, guard) };
+        }
+    }
+}
