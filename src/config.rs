@@ -51,11 +51,12 @@ pub struct Config {
     /// An inner page whose delta chain grows longer than this is consolidated. At least 1. Inner pages
     /// are read by every operation, so they are kept short.
     pub inner_chain_threshold: usize,
-    /// A leaf with fewer records than this is merged into its left neighbour (0: leaves never merge).
-    /// At most half the leaf capacity, so that the halves of a split are never merged right away.
+    /// A leaf with fewer records than this is merged with a neighbour, if the merged page holds at
+    /// most seven eighths of the capacity (0: leaves never merge). At most half the leaf capacity.
+    /// See the `merge` module docs for the policy.
     pub leaf_merge_threshold: usize,
-    /// An inner page with fewer children than this is merged into its left neighbour (0: never). At
-    /// most half the inner capacity.
+    /// An inner page with fewer children than this is merged with a neighbour, under the same policy
+    /// as leaves (0: never). At most half the inner capacity.
     pub inner_merge_threshold: usize,
     /// Where consolidations and splits run.
     pub maintenance: Maintenance,
@@ -119,8 +120,8 @@ impl Default for Config {
             inner_capacity: 64,
             leaf_chain_threshold: 8,
             inner_chain_threshold: 2,
-            leaf_merge_threshold: 16,
-            inner_merge_threshold: 16,
+            leaf_merge_threshold: 32,
+            inner_merge_threshold: 32,
             maintenance: Maintenance::Inline,
         }
     }

@@ -85,7 +85,7 @@ where
                     report.splits += 1;
                     continue;
                 }
-                if size < self.merge_threshold(node.meta.level) && node.low().is_some() {
+                if size < self.merge_threshold(node.meta.level) && !self.is_root(pid) {
                     if self.try_merge(page, &guard) {
                         report.merges += 1;
                     }

@@ -44,8 +44,17 @@
 //! - *Merge vs an in-flight range scan*: scans keep cursor keys, not pages; a page found removed
 //!   sends them back to the root, and the keys are found in `L`.
 //! - *The leftmost child*: a page that is the first child of its parent (or the leftmost page of its
-//!   level) is never chosen for removal; it stays, possibly under-full, until its parent merges and
-//!   it becomes a non-first child of the merged page. This is the policy OpenBw-Tree uses too.
+//!   level) is never removed itself; when it is under-full it absorbs its right neighbour instead
+//!   (the right neighbour is removed into it, by the same three steps), if that neighbour is a
+//!   child of the same parent.
+//!
+//! # Size policy
+//! A page is merged when it holds fewer entries than its merge threshold (`Config`, default half the
+//! capacity), and only if the merged page holds at most seven eighths of the capacity; otherwise
+//! its right neighbour is tried. The gap between the two keeps merges and splits from undoing each
+//! other: the two halves of a split together hold more than seven eighths of the capacity, so a
+//! removal right after a split does not merge them back. A page that has just absorbed its neighbour keeps merging leftwards while
+//! the result fits, which packs runs of nearly empty pages after mass removals.
 //!
 //! # Root collapse
 //! When the root is an inner page with a single child, a *collapse* delta freezes it and one CAS on
@@ -75,24 +84,52 @@ where
         }
     }
 
-    /// Starts the removal of an under-full `page` (step 1) and drives it to the end. Returns whether
-    /// the page was frozen.
+    /// The largest page a merge may produce at `level`: seven eighths of the capacity.
+    fn merge_limit(&self, level: u8) -> usize {
+        let (capacity, _) = self.limits(level);
+        (capacity * 7 / 8).max(1)
+    }
+
+    /// Merges an under-full `page` with a neighbour: removes it into its left neighbour (steps 1–3),
+    /// or, if that is not allowed (it is the first child of its parent, or the result would be too
+    /// large), removes its right neighbour into it. Returns whether a page was frozen. See the module
+    /// docs for the size policy.
     pub(crate) fn try_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        self.merge_page(page, true, guard)
+    }
+
+    /// [`BwTree::try_merge`]; `may_absorb_right` allows falling back to the right neighbour (once).
+    fn merge_page(&self, page: PageRef<'_, K, V>, may_absorb_right: bool, guard: &Guard) -> bool {
         let node = page.node();
-        // The leftmost page of a level (and the root) is never removed.
-        let Some(low) = node.low() else { return false };
+        // The leftmost page of a level (the root included) is never removed, but may absorb.
+        let Some(low) = node.low() else {
+            return may_absorb_right && self.absorb_right(page, guard);
+        };
         if self.finish_top_smo(page, guard).is_err() {
             return false;
         }
-        // Policy check (the decision in step 2 re-checks it): not the first child of its parent.
         let level = node.meta.level;
         let Some(parent) = self.descend(&At(low), level + 1, Intent::Read, guard) else {
             return false;
         };
-        if parent.node().low() == Some(low)
-            || chain::inner_route(parent.node(), &At(low)) != page.pid
-        {
+        if chain::inner_route(parent.node(), &At(low)) != page.pid {
             return false;
+        }
+        // Policy checks (the decision in step 2 re-checks the first one): not the first child of
+        // its parent, and the merged page at most seven eighths full, so that a merge is not
+        // undone by a split a few inserts later.
+        let first_child = parent.node().low() == Some(low);
+        let too_large = first_child
+            || match self.descend(&Below(low), level, Intent::Read, guard) {
+                Some(left) => {
+                    left.node().high() == Some(low)
+                        && (left.node().meta.size + node.meta.size) as usize
+                            > self.merge_limit(level)
+                }
+                None => true,
+            };
+        if too_large {
+            return may_absorb_right && self.absorb_right(page, guard);
         }
         let delta = node::remove_delta(node, Removal::new());
         match self.table.cas(page.pid, page.node, delta, guard) {
@@ -108,6 +145,21 @@ where
             }
             Err(_) => false,
         }
+    }
+
+    /// Merges `page`'s right neighbour into it, if the two fit within the merge limit (the fallback
+    /// for a page that cannot go into its left neighbour, e.g. a first child).
+    fn absorb_right(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        let node = page.node();
+        let Some(high) = node.high() else {
+            return false;
+        };
+        let Ok(right) = self.settle(node.meta.right, &At(high), Intent::Read, guard) else {
+            return false;
+        };
+        let fits =
+            (node.meta.size + right.node().meta.size) as usize <= self.merge_limit(node.meta.level);
+        fits && right.node().low() == Some(high) && self.merge_page(right, false, guard)
     }
 
     /// Helps the removal whose remove-node delta is `page`'s newest node: decides it (step 2) if it
@@ -218,7 +270,7 @@ where
                     let merge = node::merge_delta(left_node, removed, low.clone());
                     if let Ok(installed) = self.table.cas(left.pid, left.node, merge, guard) {
                         self.table.release_removed(page.pid, guard);
-                        self.maintain(
+                        self.after_merge(
                             PageRef {
                                 pid: left.pid,
                                 node: installed,
@@ -236,11 +288,48 @@ where
         }
     }
 
+    /// Maintenance of a page that just absorbed its right neighbour: split it if it overflowed,
+    /// otherwise let it keep merging leftwards while the result stays within the merge limit (the
+    /// cascade that packs runs of nearly empty pages after mass removals), else consolidate.
+    fn after_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+        let node = page.node();
+        let (capacity, threshold) = self.limits(node.meta.level);
+        let size = node.meta.size as usize;
+        if size > capacity {
+            self.split(page, guard);
+        } else if self.merge_threshold(node.meta.level) > 0
+            && !self.is_root(page.pid)
+            && self.try_merge(page, guard)
+        {
+            // Merged on into its own left neighbour.
+        } else if node.meta.depth as usize > threshold {
+            self.consolidate(page, guard);
+        }
+    }
+
     /// Freezes a root that has a single child and makes the child the root.
     pub(crate) fn try_collapse(&self, page: PageRef<'_, K, V>, guard: &Guard) {
-        if self.finish_top_smo(page, guard).is_err() || chain::collect_inner(page.node()).len() != 1
-        {
+        if self.finish_top_smo(page, guard).is_err() {
             return;
+        }
+        let children = chain::collect_inner(page.node());
+        let [(_, child)] = children[..] else { return };
+        // The child must not show a split delta on top: once it is the root, a split delta on top
+        // would look unfinished (no parent level), and completing it would grow a root over a right
+        // sibling that may have been merged away since. Consolidate it away first; read after the
+        // root's head, so a split after this check changes the root (its entry, or its removal)
+        // and the collapse CAS below fails.
+        let Some(child_node) = self.table.load(child, guard) else {
+            return;
+        };
+        if let Body::Split(_) = child_node.body() {
+            let child_page = PageRef {
+                pid: child,
+                node: child_node,
+            };
+            if !self.consolidate(child_page, guard) {
+                return;
+            }
         }
         if let Ok(frozen) = self.table.cas(
             page.pid,

@@ -60,8 +60,8 @@ where
         let size = node.meta.size as usize;
         if size > capacity {
             self.split(page, guard);
-        } else if size < self.merge_threshold(node.meta.level) && node.low().is_some() {
-            // Under-full and not the leftmost page of its level: merge into the left neighbour.
+        } else if size < self.merge_threshold(node.meta.level) && !self.is_root(page.pid) {
+            // Under-full: merge with a neighbour.
             self.try_merge(page, guard);
         } else if size == 1 && !node.is_leaf() && self.is_root(page.pid) {
             self.try_collapse(page, guard);
@@ -238,15 +238,8 @@ where
         // A split whose right half is being (or has been) merged away was complete: a page is only
         // frozen for removal once its parent routes to it. Its separator may be gone from the
         // parent by now, so the routing check below would wrongly post it again.
-        match self.table.load(*right, guard) {
-            None => return Ok(false),
-            Some(sibling) => {
-                if let Body::Remove(remove) = sibling.body() {
-                    if remove.removal.state() != RemovalState::Aborted {
-                        return Ok(false);
-                    }
-                }
-            }
+        if self.sibling_removed(*right, guard) {
+            return Ok(false);
         }
         loop {
             let Some(parent) = self.descend(&At(separator), level + 1, Intent::Write, guard) else {
@@ -279,6 +272,13 @@ where
                     Ok(false)
                 };
             }
+            // The parent routes the separator to the split page: either the entry is missing, or it
+            // was there and the right half has been removed since (its index-term-delete routes its
+            // keys back here). A removal freezes the page before posting on the parent, and we read
+            // the parent after that post, so checking the right half now tells the two apart.
+            if self.sibling_removed(*right, guard) {
+                return Ok(false);
+            }
             let entry = node::index_entry_delta(
                 parent_node,
                 separator.clone(),
@@ -305,6 +305,21 @@ where
         }
     }
 
+    /// Whether the page `pid` is frozen for removal (pending or committed) or already released. Used
+    /// on the right half of a split: such a split was complete (a page is frozen only once its
+    /// parent routes to it), whatever the parent says now. `pid` cannot have been reused by another
+    /// page while the caller is pinned: the caller read the split delta naming it before it was
+    /// released.
+    fn sibling_removed(&self, pid: Pid, guard: &Guard) -> bool {
+        match self.table.load(pid, guard) {
+            None => true,
+            Some(sibling) => matches!(
+                sibling.body(),
+                Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted
+            ),
+        }
+    }
+
     /// Whether `page` is still the current state of its PID.
     fn still_head(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
         self.table
@@ -326,6 +341,13 @@ where
             // Another thread already grew the tree (a parent level will now be found), or the page
             // is no longer the root.
             return Err(Restart);
+        }
+        // The page may have become the root by a collapse of its parent after our caller checked
+        // the right half: then the split was complete and its right half has been removed since
+        // (a collapse needs the parent down to one child). The root load above is ordered after the
+        // collapse, which is ordered after that removal's commit, so this check sees it.
+        if self.sibling_removed(right, guard) {
+            return Ok(());
         }
         let level = page.node().meta.level;
         let new_root = node::inner_base(

@@ -306,3 +306,120 @@ fn range_scan_across_a_page_split() {
         },
     );
 }
+
+/// Pages of 4 with merges on: a page with one record merges with a neighbour when the two together
+/// hold at most 3 (seven eighths of 4).
+fn merging() -> Config {
+    Config {
+        leaf_merge_threshold: 2,
+        inner_merge_threshold: 2,
+        ..config(4, 8)
+    }
+}
+
+/// Two leaves [10, 11] and [20, 21] under one root (22 was inserted to force the split, then removed).
+const TWO_LEAVES: &[u64] = &[10, 11, 20, 21, 22];
+
+fn prefill_two_leaves(tree: &Arc<Tree>, collector: &Collector) {
+    let handle = collector.register();
+    let pinned = tree.pin_with(&handle).unwrap();
+    drop(pinned.remove(&22));
+}
+
+#[test]
+fn remove_races_merge_of_the_same_page() {
+    // T1's remove leaves [20] with one record: it merges into [10, 11] (and the root collapses)
+    // while T2 removes the other record of the same page and reads the left page.
+    model(
+        "remove_races_merge_of_the_same_page",
+        2,
+        merging(),
+        TWO_LEAVES,
+        |tree, collector, _| {
+            prefill_two_leaves(&tree, collector);
+            let a = spawn(&tree, collector, |p| value(p.remove(&21)));
+            let b = spawn(&tree, collector, |p| {
+                (value(p.remove(&20)), value(p.get(&11)))
+            });
+            assert_eq!(a.join().unwrap(), Some(21));
+            assert_eq!(b.join().unwrap(), (Some(20), Some(11)));
+            assert_eq!(contents(&tree), vec![10, 11]);
+            tree.check_invariants().unwrap();
+        },
+    );
+}
+
+#[test]
+fn insert_races_merge() {
+    model(
+        "insert_races_merge",
+        2,
+        merging(),
+        TWO_LEAVES,
+        |tree, collector, live| {
+            prefill_two_leaves(&tree, collector);
+            let l1 = live.clone();
+            let a = spawn(&tree, collector, |p| value(p.remove(&21)));
+            let b = spawn(&tree, collector, move |p| {
+                value(p.insert(25, Counted::new(25, &l1)))
+            });
+            assert_eq!(a.join().unwrap(), Some(21));
+            assert_eq!(b.join().unwrap(), None);
+            assert_eq!(contents(&tree), vec![10, 11, 20, 25]);
+            tree.check_invariants().unwrap();
+        },
+    );
+}
+
+#[test]
+fn adjacent_merges() {
+    // Both pages become under-full at once: the right one merges into the left one, or the left
+    // one absorbs the right one; either way once.
+    model(
+        "adjacent_merges",
+        2,
+        merging(),
+        TWO_LEAVES,
+        |tree, collector, _| {
+            prefill_two_leaves(&tree, collector);
+            let a = spawn(&tree, collector, |p| value(p.remove(&21)));
+            let b = spawn(&tree, collector, |p| value(p.remove(&11)));
+            assert_eq!(a.join().unwrap(), Some(21));
+            assert_eq!(b.join().unwrap(), Some(11));
+            assert_eq!(contents(&tree), vec![10, 20]);
+            if let Err(e) = tree.check_invariants() {
+                panic!("{e}\n{}", tree.debug_dump());
+            }
+        },
+    );
+}
+
+#[test]
+fn merge_races_parent_split() {
+    // A three-level tree whose inner page [42, inf) holds 4 children (full). T1's insert splits the
+    // last leaf, which splits that inner page at 53; T2's remove leaves [53] with one record, whose
+    // removal races the parent split (the OpenBw-Tree case: the page can become its new parent's
+    // first child, so its removal must abort or win before the split).
+    const PREFILL: &[u64] = &[
+        10, 11, 20, 21, 30, 31, 40, 41, 42, 50, 51, 52, 53, 60, 61, 62, 63, 64,
+    ];
+    model(
+        "merge_races_parent_split",
+        1,
+        merging(),
+        PREFILL,
+        |tree, collector, live| {
+            let l1 = live.clone();
+            let a = spawn(&tree, collector, move |p| {
+                value(p.insert(65, Counted::new(65, &l1)))
+            });
+            let b = spawn(&tree, collector, |p| value(p.remove(&60)));
+            assert_eq!(a.join().unwrap(), None);
+            assert_eq!(b.join().unwrap(), Some(60));
+            let mut want: Vec<u64> = PREFILL.iter().copied().filter(|&k| k != 60).collect();
+            want.push(65);
+            assert_eq!(contents(&tree), want);
+            tree.check_invariants().unwrap();
+        },
+    );
+}
