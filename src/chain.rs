@@ -120,9 +120,9 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
                 }
             }
             Body::Inner(base) => {
-                let i = base
-                    .separators()
-                    .partition_point(|s| probe.right_of(Some(s)));
+                let separators = base.separators();
+                crate::prefetch::slice(separators);
+                let i = separators.partition_point(|s| probe.right_of(Some(s)));
                 return base.children()[i];
             }
             Body::Merge(merge) if probe.right_of(Some(&merge.separator)) => {

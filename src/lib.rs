@@ -13,6 +13,7 @@ pub mod map;
 mod mapping;
 mod merge;
 mod node;
+mod prefetch;
 mod reclaim;
 mod shape;
 mod smo;

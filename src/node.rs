@@ -483,7 +483,9 @@ impl<'g, K: Ord, V> LeafRef<'g, K, V> {
     /// The value stored for `key`, if any.
     #[inline]
     pub(crate) fn get(&self, key: &K) -> Option<&'g V> {
-        match self.keys().binary_search(key) {
+        let keys = self.keys();
+        crate::prefetch::slice(keys);
+        match keys.binary_search(key) {
             Ok(i) => Some(&self.values()[i]),
             Err(_) => None,
         }
