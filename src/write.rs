@@ -35,11 +35,16 @@ where
     /// Inserts or overwrites `key`; returns the value it replaced.
     pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
         let mut page = self.find_leaf(&At(&key), Intent::Write, guard);
-        let mut delta = node::insert_delta(page.node(), key, value, 0);
+        let mut delta = node::insert_delta(page.node(), key, value, 0, None);
         loop {
             let node = page.node();
-            let previous = chain::leaf_get(node, delta.data_key());
-            delta.rebase(node, node.meta.size + u32::from(previous.is_none()));
+            let found = chain::leaf_lookup(node, delta.data_key());
+            let previous = found.value;
+            delta.rebase(
+                node,
+                node.meta.size + u32::from(previous.is_none()),
+                found.position,
+            );
             match self.table.cas(page.pid, page.node, delta, guard) {
                 Ok(installed) => {
                     self.maintain(
@@ -65,14 +70,15 @@ where
         let mut delta: Option<OwnedNode<K, V>> = None;
         loop {
             let node = page.node();
-            let previous = chain::leaf_get(node, key)?;
+            let found = chain::leaf_lookup(node, key);
+            let previous = found.value?;
             let size = node.meta.size - 1;
             let new = match delta.take() {
                 Some(mut d) => {
-                    d.rebase(node, size);
+                    d.rebase(node, size, found.position);
                     d
                 }
-                None => node::delete_delta(node, key.clone(), size),
+                None => node::delete_delta(node, key.clone(), size, found.position),
             };
             match self.table.cas(page.pid, page.node, new, guard) {
                 Ok(installed) => {
