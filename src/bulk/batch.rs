@@ -5,7 +5,7 @@ use core::any::Any;
 use core::convert::Infallible;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
-use super::engine::{Entry, Outcome, Run, Stop, Verdict};
+use super::engine::{Decide, Entry, Outcome, Run, Stop, Verdict};
 use super::{BatchError, BatchFailure, BatchOptions, BatchOutput, KeyExists};
 use crate::BwTree;
 
@@ -108,7 +108,7 @@ where
     fn infallible(
         &self,
         mut source: impl Iterator<Item = Result<(K, Option<V>), Infallible>>,
-        decide: &mut dyn FnMut(&Entry<K, V>, Option<&V>) -> Verdict<Infallible>,
+        decide: &mut Decide<'_, K, V, Infallible>,
         options: BatchOptions<'_>,
     ) -> BatchOutput<V> {
         let mut run = Run::new(options.progress);
@@ -166,7 +166,7 @@ where
         &self,
         pairs: I,
         validate: F,
-    ) -> Result<BatchOutput<V>, BatchError<K, E>>
+    ) -> Result<BatchOutput<V>, Box<BatchError<K, E>>>
     where
         I: IntoIterator<Item = Result<(K, V), E>>,
         F: FnMut(&K, Option<&V>, &V) -> Result<(), E>,
@@ -181,7 +181,7 @@ where
         pairs: I,
         mut validate: F,
         options: BatchOptions<'_>,
-    ) -> Result<BatchOutput<V>, BatchError<K, E>>
+    ) -> Result<BatchOutput<V>, Box<BatchError<K, E>>>
     where
         I: IntoIterator<Item = Result<(K, V), E>>,
         F: FnMut(&K, Option<&V>, &V) -> Result<(), E>,
@@ -226,13 +226,13 @@ where
         self.rebalance(&mut run);
         match halt {
             Halt::Panic(payload) => resume_unwind(payload),
-            Halt::Failure(failure) => Err(BatchError {
+            Halt::Failure(failure) => Err(Box::new(BatchError {
                 failure,
                 applied,
                 rolled_back,
                 not_restored,
                 metrics: run.finish(),
-            }),
+            })),
         }
     }
 
@@ -242,7 +242,7 @@ where
     pub fn insert_batch_if_absent<I>(
         &self,
         pairs: I,
-    ) -> Result<BatchOutput<V>, BatchError<K, KeyExists>>
+    ) -> Result<BatchOutput<V>, Box<BatchError<K, KeyExists>>>
     where
         I: IntoIterator<Item = (K, V)>,
         V: PartialEq,
@@ -258,7 +258,7 @@ where
     fn drive<E>(
         &self,
         source: &mut dyn Iterator<Item = Result<(K, Option<V>), E>>,
-        decide: &mut dyn FnMut(&Entry<K, V>, Option<&V>) -> Verdict<E>,
+        decide: &mut Decide<'_, K, V, E>,
         mut log: Option<&mut Log<K, V>>,
         chunk: usize,
         run: &mut Run<'_, K>,

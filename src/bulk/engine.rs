@@ -54,6 +54,9 @@ pub(crate) enum Verdict<E> {
     Abort(E),
 }
 
+/// The caller's verdict on each entry, given the key's current value.
+pub(crate) type Decide<'d, K, V, E> = dyn FnMut(&Entry<K, V>, Option<&V>) -> Verdict<E> + 'd;
+
 /// What happened to one entry, reported to the caller's sink.
 pub(crate) enum Outcome<'a, K, V> {
     /// Posted; `previous` is the value the CAS replaced, `written` the value now stored.
@@ -150,7 +153,7 @@ where
     pub(crate) fn post_sorted<E>(
         &self,
         entries: Vec<Entry<K, V>>,
-        decide: &mut dyn FnMut(&Entry<K, V>, Option<&V>) -> Verdict<E>,
+        decide: &mut Decide<'_, K, V, E>,
         sink: &mut dyn FnMut(Outcome<'_, K, V>),
         run: &mut Run<'_, K>,
     ) -> Result<(), Stop<K, E>> {
@@ -176,7 +179,7 @@ where
         mut group: Vec<Entry<K, V>>,
         mut page: PageRef<'g, K, V>,
         queue: &mut VecDeque<Entry<K, V>>,
-        decide: &mut dyn FnMut(&Entry<K, V>, Option<&V>) -> Verdict<E>,
+        decide: &mut Decide<'_, K, V, E>,
         sink: &mut dyn FnMut(Outcome<'_, K, V>),
         run: &mut Run<'_, K>,
         guard: &'g Guard,
