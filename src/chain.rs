@@ -133,6 +133,11 @@ fn walk_leaf<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Option<&'g V> {
                 }
             }
             Body::Leaf(base) => return base.get(key),
+            Body::Batch(batch) => {
+                if let Some(entry) = batch.get(key) {
+                    return entry;
+                }
+            }
             Body::Merge(merge) if *key >= merge.separator => {
                 node = merge.right_state();
                 continue;
@@ -179,7 +184,7 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
                 continue;
             }
             Body::Split(_) | Body::Remove(_) | Body::Collapse | Body::Merge(_) => {}
-            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
+            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) | Body::Batch(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
@@ -225,6 +230,18 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
                 if in_bounds(&delta.key, lo, hi) {
                     deltas.push((&delta.key, None));
                 }
+            }
+            Body::Batch(batch) => {
+                // Sorted and distinct: only the slice inside the bounds is looked at.
+                let keys = batch.keys();
+                let start = keys.partition_point(|k| !in_bounds(k, lo, Bound::Unbounded));
+                let end = start + keys[start..].partition_point(|k| in_bounds(k, lo, hi));
+                deltas.extend(
+                    keys[start..end]
+                        .iter()
+                        .zip(&batch.values()[start..end])
+                        .map(|(k, v)| (k, v.as_ref())),
+                );
             }
             Body::Split(_) | Body::Remove(_) | Body::Collapse => {}
             Body::Leaf(base) => {
@@ -348,7 +365,7 @@ pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Opti
                 children.append(&mut right);
                 break children;
             }
-            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
+            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) | Body::Batch(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }

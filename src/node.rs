@@ -40,6 +40,9 @@ use core::ptr::{self, NonNull};
 use crate::mapping::Pid;
 use crate::sync::{Arc, AtomicU8, Ordering, PublishWitness};
 
+mod batch;
+pub(crate) use batch::{BatchRef, batch_delta};
+
 /// What a node is. Stored in every header; decides the node's concrete type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -54,6 +57,8 @@ pub(crate) enum Kind {
     Merge,
     IndexDelete,
     Collapse,
+    /// A batch delta (see [`batch`]): many leaf records posted with one CAS.
+    Batch,
 }
 
 /// The header every node starts with. See the module docs.
@@ -340,6 +345,7 @@ pub(crate) enum Body<'g, K, V> {
     Merge(&'g MergeDelta<K, V>),
     IndexDelete(&'g IndexDeleteDelta<K, V>),
     Collapse,
+    Batch(BatchRef<'g, K, V>),
 }
 
 impl<'g, K, V> NodeRef<'g, K, V> {
@@ -388,6 +394,10 @@ impl<'g, K, V> NodeRef<'g, K, V> {
                 Kind::Merge => Body::Merge(&*ptr.cast::<MergeDelta<K, V>>()),
                 Kind::IndexDelete => Body::IndexDelete(&*ptr.cast::<IndexDeleteDelta<K, V>>()),
                 Kind::Collapse => Body::Collapse,
+                Kind::Batch => Body::Batch(BatchRef {
+                    ptr: ptr.cast(),
+                    _guard: PhantomData,
+                }),
             }
         }
     }
@@ -484,6 +494,7 @@ fn next_of<K, V>(ptr: *const Node<K, V>) -> *const Node<K, V> {
             Kind::Merge => (*ptr.cast::<MergeDelta<K, V>>()).next,
             Kind::IndexDelete => (*ptr.cast::<IndexDeleteDelta<K, V>>()).next,
             Kind::Collapse => (*ptr.cast::<CollapseDelta<K, V>>()).next,
+            Kind::Batch => (*ptr.cast::<batch::BatchHeader<K, V>>()).next,
         }
     }
 }
@@ -641,6 +652,17 @@ impl<K, V> OwnedNode<K, V> {
         }
     }
 
+    /// Takes the entries back out of an unpublished batch delta (after a lost CAS), freeing it.
+    pub(crate) fn into_batch_entries(self) -> Vec<(K, Option<V>)> {
+        let ptr = self.into_raw();
+        // SAFETY: we owned the node exclusively (`into_raw` gave up the `OwnedNode`, so it is not
+        // freed again); the tag is checked before the cast.
+        unsafe {
+            assert_eq!((*ptr).kind, Kind::Batch, "not a batch delta");
+            batch::take_entries(ptr)
+        }
+    }
+
     /// Re-targets an unpublished insert or delete delta at a newer `prev` (after a lost CAS) with
     /// a new entry count; `position` is its key's position in `prev`'s base page, `None` if the
     /// lookup could not take the shortcut (see [`Meta::slots`]).
@@ -677,6 +699,7 @@ unsafe fn set_next<K, V>(ptr: *mut Node<K, V>, next: *const Node<K, V>) {
             Kind::Merge => (*ptr.cast::<MergeDelta<K, V>>()).next = next,
             Kind::IndexDelete => (*ptr.cast::<IndexDeleteDelta<K, V>>()).next = next,
             Kind::Collapse => (*ptr.cast::<CollapseDelta<K, V>>()).next = next,
+            Kind::Batch => (*ptr.cast::<batch::BatchHeader<K, V>>()).next = next,
             Kind::LeafBase | Kind::InnerBase => unreachable!("a base page has no successor"),
         }
     }
@@ -1056,6 +1079,7 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
             Kind::Merge => drop(Box::from_raw(ptr.cast::<MergeDelta<K, V>>())),
             Kind::IndexDelete => drop(Box::from_raw(ptr.cast::<IndexDeleteDelta<K, V>>())),
             Kind::Collapse => drop(Box::from_raw(ptr.cast::<CollapseDelta<K, V>>())),
+            Kind::Batch => batch::free(ptr),
             kind @ (Kind::LeafBase | Kind::InnerBase) => {
                 let header = ptr.cast::<BaseHeader<K, V>>();
                 let len = (*header).len;
