@@ -10,6 +10,7 @@
 //! callgrind_annotate callgrind.out.<pid>
 //! ```
 //!
+//! `--leaf`, `--inner` and `--chain` set BwTree's leaf and inner capacities and leaf chain threshold.
 //! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled) and an
 //! insert loop of fresh keys (a quarter as many); the `measure_*` functions are the loops, so
 //! callgrind's `--toggle-collect` counts nothing else.
@@ -18,7 +19,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use bwtree::baselines::OlcBTree;
-use bwtree::{BwTree, ConcurrentMap};
+use bwtree::{BwTree, ConcurrentMap, Config};
 
 /// xorshift64: a fast, reproducible stream of distinct-enough random keys.
 fn random_keys(n: usize, seed: u64) -> Vec<u64> {
@@ -80,17 +81,33 @@ fn main() {
     let mut mode = String::from("time");
     let mut keys_total = 1_000_000usize;
     let mut runs = 7usize;
+    let mut config = Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keys" => keys_total = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--leaf" => {
+                config.leaf_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
+            "--inner" => {
+                config.inner_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
+            "--chain" => {
+                config.leaf_chain_threshold = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
             "time" | "bwtree" | "olc" => mode = arg,
             _ => keys_total = 0,
         }
     }
     if keys_total == 0 || runs == 0 {
-        eprintln!("usage: profile [time|bwtree|olc] [--keys N] [--runs R]");
+        eprintln!(
+            "usage: profile [time|bwtree|olc] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N]"
+        );
+        std::process::exit(2);
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("invalid configuration: {e}");
         std::process::exit(2);
     }
     let keys = random_keys(keys_total, 0x9e37_79b9_7f4a_7c15);
@@ -98,7 +115,7 @@ fn main() {
     let fresh = random_keys(keys_total / 4, 12345);
     match mode.as_str() {
         "bwtree" => {
-            let tree = BwTree::new();
+            let tree = BwTree::with_config(config.clone()).expect("validated");
             load(&tree, &keys);
             black_box(measure_gets(&tree, &probes));
             black_box(measure_inserts(&tree, &fresh));
@@ -115,7 +132,7 @@ fn main() {
             for _ in 0..runs {
                 // Fresh maps per run so that inserts always add new keys; the two maps alternate
                 // so that machine noise hits both alike.
-                let tree = BwTree::new();
+                let tree = BwTree::with_config(config.clone()).expect("validated");
                 load(&tree, &keys);
                 let olc = OlcBTree::new();
                 load(&olc, &keys);
