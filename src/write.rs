@@ -18,7 +18,8 @@ use crate::BwTree;
 use crate::chain::{self, At};
 use crate::mapping::Pid;
 use crate::node::{self, OwnedNode};
-use crate::traverse::{Intent, PageRef};
+use crate::stats::{CasKind, OpKind};
+use crate::traverse::{Intent, PageRef, Restart};
 
 impl<K, V> BwTree<K, V>
 where
@@ -28,19 +29,23 @@ where
     /// The value stored for `key`, borrowed for the guard's lifetime.
     #[inline]
     pub(crate) fn lookup<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
-        let leaf = self.find_leaf(&At(key), Intent::Read, guard);
+        let op = self.stats.op(OpKind::Get);
+        let leaf = self.find_leaf_counted(&At(key), Intent::Read, guard, op.local());
         chain::leaf_get(leaf.node(), key)
     }
 
     /// Inserts or overwrites `key`; returns the value it replaced.
     pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
-        let mut page = self.find_leaf(&At(&key), Intent::Write, guard);
+        let op = self.stats.op(OpKind::Insert);
+        let mut page = self.find_leaf_counted(&At(&key), Intent::Write, guard, op.local());
         let mut delta = node::insert_delta(page.node(), key, value, 0);
         loop {
             let node = page.node();
             let previous = chain::leaf_get(node, delta.data_key());
             delta.rebase(node, node.meta.size + u32::from(previous.is_none()));
-            match self.table.cas(page.pid, page.node, delta, guard) {
+            let installed = self.table.cas(page.pid, page.node, delta, guard);
+            op.cas(CasKind::Insert, installed.is_ok());
+            match installed {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
@@ -61,7 +66,8 @@ where
 
     /// Removes `key`; returns the value it had. Posts nothing if the key is absent.
     pub(crate) fn delete<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
-        let mut page = self.find_leaf(&At(key), Intent::Write, guard);
+        let op = self.stats.op(OpKind::Remove);
+        let mut page = self.find_leaf_counted(&At(key), Intent::Write, guard, op.local());
         let mut delta: Option<OwnedNode<K, V>> = None;
         loop {
             let node = page.node();
@@ -74,7 +80,9 @@ where
                 }
                 None => node::delete_delta(node, key.clone(), size),
             };
-            match self.table.cas(page.pid, page.node, new, guard) {
+            let installed = self.table.cas(page.pid, page.node, new, guard);
+            op.cas(CasKind::Delete, installed.is_ok());
+            match installed {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
@@ -98,7 +106,10 @@ where
         crate::sync::retry_pause();
         match self.settle(pid, &At(key), Intent::Write, guard) {
             Ok(page) => page,
-            Err(_) => self.find_leaf(&At(key), Intent::Write, guard),
+            Err(Restart(cause)) => {
+                self.stats.restart(cause);
+                self.find_leaf(&At(key), Intent::Write, guard)
+            }
         }
     }
 }
