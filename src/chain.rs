@@ -21,7 +21,7 @@ use core::ops::Bound;
 
 use crate::fault::{self, Fault};
 use crate::mapping::Pid;
-use crate::node::{Body, NodeRef, RemovalState};
+use crate::node::{self, Body, NodeRef, RemovalState};
 
 /// What a descent is looking for. Implemented by zero-sized or reference types so that every
 /// traversal is monomorphised for its probe and the hot `At` case compiles to plain comparisons.
@@ -70,6 +70,55 @@ impl<K> Probe<K> for Last {
 /// The value a leaf page holds for `key`. `key` must lie in the page's range.
 #[inline]
 pub(crate) fn leaf_get<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Option<&'g V> {
+    leaf_lookup(head, key).value
+}
+
+/// What a leaf lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LeafLookup<'g, V> {
+    /// The value the page holds for the key.
+    pub(crate) value: Option<&'g V>,
+    /// The key's position in the chain's base page (see `Meta::slots`), if the chain allows the
+    /// shortcut; a delta posted on this head for this key records it.
+    pub(crate) position: Option<usize>,
+}
+
+/// Looks `key` up in the leaf page whose head is `head`.
+///
+/// The shortcut: when the head's summary allows it, search the base page first; if no delta of the
+/// chain has a key at the same base position, the base page's answer is the page's answer and the
+/// deltas are never touched. Otherwise (or without a summary) walk the chain from the head; the
+/// first delta that names the key decides.
+#[inline]
+pub(crate) fn leaf_lookup<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> LeafLookup<'g, V> {
+    let Some(base) = head.shortcut_base() else {
+        return LeafLookup {
+            value: walk_leaf(head, key),
+            position: None,
+        };
+    };
+    let found = base.search(key);
+    let position = match found {
+        Ok(i) | Err(i) => i,
+    };
+    let value = if head.meta.slots & node::slot_bit(position) == 0 {
+        let value = found.ok().map(|i| base.value(i));
+        debug_assert!(
+            value.map(|v| v as *const V) == walk_leaf(head, key).map(|v| v as *const V),
+            "the lookup shortcut disagrees with the chain"
+        );
+        value
+    } else {
+        walk_leaf(head, key)
+    };
+    LeafLookup {
+        value,
+        position: Some(position),
+    }
+}
+
+/// The value a leaf page holds for `key`, found by walking its chain from `head`.
+fn walk_leaf<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Option<&'g V> {
     let mut node = head;
     loop {
         match node.body() {
@@ -84,6 +133,11 @@ pub(crate) fn leaf_get<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Optio
                 }
             }
             Body::Leaf(base) => return base.get(key),
+            Body::Batch(batch) => {
+                if let Some(entry) = batch.get(key) {
+                    return entry;
+                }
+            }
             Body::Merge(merge) if *key >= merge.separator => {
                 node = merge.right_state();
                 continue;
@@ -120,9 +174,9 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
                 }
             }
             Body::Inner(base) => {
-                let i = base
-                    .separators()
-                    .partition_point(|s| probe.right_of(Some(s)));
+                let separators = base.separators();
+                crate::prefetch::slice(separators);
+                let i = separators.partition_point(|s| probe.right_of(Some(s)));
                 return base.children()[i];
             }
             Body::Merge(merge) if probe.right_of(Some(&merge.separator)) => {
@@ -130,7 +184,7 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
                 continue;
             }
             Body::Split(_) | Body::Remove(_) | Body::Collapse | Body::Merge(_) => {}
-            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
+            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) | Body::Batch(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
@@ -176,6 +230,18 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
                 if in_bounds(&delta.key, lo, hi) {
                     deltas.push((&delta.key, None));
                 }
+            }
+            Body::Batch(batch) => {
+                // Sorted and distinct: only the slice inside the bounds is looked at.
+                let keys = batch.keys();
+                let start = keys.partition_point(|k| !in_bounds(k, lo, Bound::Unbounded));
+                let end = start + keys[start..].partition_point(|k| in_bounds(k, lo, hi));
+                deltas.extend(
+                    keys[start..end]
+                        .iter()
+                        .zip(&batch.values()[start..end])
+                        .map(|(k, v)| (k, v.as_ref())),
+                );
             }
             Body::Split(_) | Body::Remove(_) | Body::Collapse => {}
             Body::Leaf(base) => {
@@ -299,7 +365,7 @@ pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Opti
                 children.append(&mut right);
                 break children;
             }
-            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) => {
+            Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) | Body::Batch(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
@@ -375,9 +441,13 @@ mod tests {
         let mut chain =
             Chain(node::leaf_base(None, None, Pid::NONE, base.iter().copied()).into_raw());
         for &(key, value) in deltas {
-            chain.push(|prev| match value {
-                Some(value) => node::insert_delta(prev, key, value, 0),
-                None => node::delete_delta(prev, key, 0),
+            chain.push(|prev| {
+                // As the write path does: the key's base position comes from a lookup on `prev`.
+                let position = leaf_lookup(prev, &key).position;
+                match value {
+                    Some(value) => node::insert_delta(prev, key, value, 0, position),
+                    None => node::delete_delta(prev, key, 0, position),
+                }
             });
         }
         chain
@@ -424,6 +494,28 @@ mod tests {
             collect_all(&chain, Bound::Included(&7), Bound::Unbounded),
             vec![]
         );
+    }
+
+    #[test]
+    fn lookup_shortcut_summarises_delta_positions() {
+        // Base [1, 3, 5]: key 1 has position 0, key 6 position 3.
+        let chain = leaf_chain(&[(1, 10), (3, 30), (5, 50)], &[(1, None), (6, Some(60))]);
+        let head = chain.head();
+        assert_eq!(head.meta.slots, node::slot_bit(0) | node::slot_bit(3));
+        // Key 5 (position 2) is unflagged: answered by the base page alone.
+        assert_eq!(
+            leaf_lookup(head, &5),
+            LeafLookup {
+                value: Some(&50),
+                position: Some(2)
+            }
+        );
+        // Flagged positions walk the chain, where the newest delta wins.
+        assert_eq!(leaf_lookup(head, &1).value, None);
+        assert_eq!(leaf_lookup(head, &6).value, Some(&60));
+        // Key 7 shares position 3 with key 6: flagged, walked, absent.
+        assert_eq!(leaf_lookup(head, &7).value, None);
+        assert_eq!(leaf_lookup(head, &7).position, Some(3));
     }
 
     #[test]

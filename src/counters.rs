@@ -244,10 +244,10 @@ impl Stats {
         }
     }
 
-    /// Counts a completed consolidation, split or merge of a page at `level`.
-    pub(crate) fn done(&self, counter: fn(Level) -> Counter, level: u8) {
+    /// Counts `n` completed consolidations, splits or merges of pages at `level`.
+    pub(crate) fn done(&self, counter: fn(Level) -> Counter, level: u8, n: u64) {
         if let Some(local) = self.local() {
-            local.add(counter(Level::of(level)), 1);
+            local.add(counter(Level::of(level)), n);
         }
     }
 
@@ -353,7 +353,7 @@ impl Local<'_> {
         self.add(Counter::CasAttempt(kind), 1);
         if !succeeded {
             self.add(Counter::CasFailure(kind), 1);
-            if matches!(kind, CasKind::Insert | CasKind::Delete) {
+            if matches!(kind, CasKind::Insert | CasKind::Delete | CasKind::Batch) {
                 tick_abort();
             }
         }

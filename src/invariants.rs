@@ -231,6 +231,7 @@ where
                         d.removal.state()
                     ),
                     Body::Collapse => write!(out, " collapse"),
+                    Body::Batch(b) => write!(out, " batch{:?}", b.keys()),
                 };
                 node = n.next();
             }

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod baselines;
+pub mod bulk;
 mod chain;
 mod config;
 mod counters;
@@ -14,6 +15,7 @@ pub mod map;
 mod mapping;
 mod merge;
 mod node;
+mod prefetch;
 mod reclaim;
 mod shape;
 mod smo;
@@ -34,6 +36,10 @@ pub mod fault_injection {
     pub use crate::fault::{stall_at_next_split, stalled_threads};
 }
 
+pub use bulk::{
+    BatchError, BatchFailure, BatchMetrics, BatchOptions, BatchOutput, BulkLoadError, Chunks,
+    DEFAULT_FILL_FACTOR, KeyExists, Progress,
+};
 pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Maintenance};
 pub use invariants::InvariantViolation;
 pub use iter::Range;

@@ -13,9 +13,11 @@
 //! operations leave this work to the thread (up to a hard limit); in the default inline mode the
 //! thread only picks up what operations left behind.
 
+#[cfg(not(loom))]
 use std::sync::Weak;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
+#[cfg(not(loom))]
 use std::time::Duration;
 
 use crate::BwTree;

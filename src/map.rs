@@ -25,6 +25,25 @@ pub trait ConcurrentMap<K, V>: Send + Sync {
     /// Appends to `out`, in ascending key order, the pairs whose keys lie within `(lo, hi)`, stopping
     /// after `limit` pairs. Returns how many were appended.
     fn scan(&self, lo: Bound<&K>, hi: Bound<&K>, limit: usize, out: &mut Vec<(K, V)>) -> usize;
+
+    /// Inserts many pairs; returns each key's previous value, in input order. The default inserts
+    /// them one by one; maps with a better way (one lock acquisition, one delta per leaf) override it.
+    fn insert_batch(&self, pairs: Vec<(K, V)>) -> Vec<Option<V>> {
+        pairs
+            .into_iter()
+            .map(|(key, value)| self.insert(key, value))
+            .collect()
+    }
+
+    /// Removes many keys; returns the value each had, in input order. Default: one by one.
+    fn remove_batch(&self, keys: &[K]) -> Vec<Option<V>> {
+        keys.iter().map(|key| self.remove(key)).collect()
+    }
+
+    /// The values of many keys, in input order. Default: one `get` per key.
+    fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
 }
 
 impl<K, V> ConcurrentMap<K, V> for BwTree<K, V>
@@ -52,5 +71,17 @@ where
         let before = out.len();
         out.extend(self.range((lo.cloned(), hi.cloned())).take(limit));
         out.len() - before
+    }
+
+    fn insert_batch(&self, pairs: Vec<(K, V)>) -> Vec<Option<V>> {
+        BwTree::insert_batch(self, pairs).results
+    }
+
+    fn remove_batch(&self, keys: &[K]) -> Vec<Option<V>> {
+        BwTree::remove_batch(self, keys.iter().cloned()).results
+    }
+
+    fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
+        BwTree::get_many(self, keys)
     }
 }

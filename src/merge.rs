@@ -276,7 +276,7 @@ where
                     let merged = self.table.cas(left.pid, left.node, merge, guard);
                     self.stats.cas(CasKind::Merge, merged.is_ok());
                     if let Ok(installed) = merged {
-                        self.stats.done(Counter::Merge, level);
+                        self.stats.done(Counter::Merge, level, 1);
                         self.table.release_removed(page.pid, guard);
                         self.after_merge(
                             PageRef {

@@ -40,6 +40,9 @@ use core::ptr::{self, NonNull};
 use crate::mapping::Pid;
 use crate::sync::{Arc, AtomicU8, Ordering, PublishWitness};
 
+mod batch;
+pub(crate) use batch::{BatchRef, batch_delta};
+
 /// What a node is. Stored in every header; decides the node's concrete type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -54,6 +57,8 @@ pub(crate) enum Kind {
     Merge,
     IndexDelete,
     Collapse,
+    /// A batch delta (see [`batch`]): many leaf records posted with one CAS.
+    Batch,
 }
 
 /// The header every node starts with. See the module docs.
@@ -86,6 +91,26 @@ pub(crate) struct Meta<K> {
     pub(crate) depth: u32,
     /// 0 for leaves; a parent is one level above its children.
     pub(crate) level: u8,
+    /// The base page at the end of this node's chain (a base page points at itself). Lets a leaf
+    /// lookup search the base page first and skip the deltas (see [`Meta::slots`]).
+    base: *const (),
+    /// The lookup shortcut's summary of the leaf deltas above the base page: bit `i % 64` is set
+    /// when some insert or delete delta of the chain has a key whose position in the base page
+    /// (the index of the first base key not below it) is `i`. A lookup whose key's position bit
+    /// is clear can answer from the base page alone, since equal keys have equal positions.
+    /// [`NO_SHORTCUT`] (all bits) whenever the chain holds anything else that changes a lookup's
+    /// answer (a merge delta, an inner page): every new delta kind starts from it (see
+    /// `delta_header`) and only the insert and delete builders narrow it.
+    pub(crate) slots: u64,
+}
+
+/// [`Meta::slots`] for chains a lookup must walk.
+pub(crate) const NO_SHORTCUT: u64 = u64::MAX;
+
+/// The [`Meta::slots`] bit of a key whose position in the base page is `position`.
+#[inline]
+pub(crate) fn slot_bit(position: usize) -> u64 {
+    1 << (position % 64)
 }
 
 impl<K> Clone for Meta<K> {
@@ -97,6 +122,8 @@ impl<K> Clone for Meta<K> {
             size: self.size,
             depth: self.depth,
             level: self.level,
+            base: self.base,
+            slots: self.slots,
         }
     }
 }
@@ -318,6 +345,7 @@ pub(crate) enum Body<'g, K, V> {
     Merge(&'g MergeDelta<K, V>),
     IndexDelete(&'g IndexDeleteDelta<K, V>),
     Collapse,
+    Batch(BatchRef<'g, K, V>),
 }
 
 impl<'g, K, V> NodeRef<'g, K, V> {
@@ -366,6 +394,10 @@ impl<'g, K, V> NodeRef<'g, K, V> {
                 Kind::Merge => Body::Merge(&*ptr.cast::<MergeDelta<K, V>>()),
                 Kind::IndexDelete => Body::IndexDelete(&*ptr.cast::<IndexDeleteDelta<K, V>>()),
                 Kind::Collapse => Body::Collapse,
+                Kind::Batch => Body::Batch(BatchRef {
+                    ptr: ptr.cast(),
+                    _guard: PhantomData,
+                }),
             }
         }
     }
@@ -385,6 +417,26 @@ impl<'g, K, V> NodeRef<'g, K, V> {
         // SAFETY: `low` is null or points at a key inside this node or an older node of its chain;
         // the chain is freed as a unit, so the key lives for `'g`.
         unsafe { (*self.ptr.as_ptr()).meta.low.as_ref() }
+    }
+
+    /// The leaf base page a lookup may search directly, skipping the deltas whose key positions
+    /// [`Meta::slots`] does not flag; `None` if the chain must be walked.
+    #[inline]
+    pub(crate) fn shortcut_base(self) -> Option<LeafRef<'g, K, V>> {
+        if self.meta.slots == NO_SHORTCUT {
+            return None;
+        }
+        // SAFETY: a node whose summary allows the shortcut is a leaf node whose `base` was set to
+        // the leaf base page at the end of its chain (see `Meta::slots`); the chain is freed as a
+        // unit, so the base lives as long as this node, for `'g`.
+        let base = unsafe { NodeRef::<'g, K, V>::from_raw(self.meta.base.cast()) };
+        match base.map(NodeRef::body) {
+            Some(Body::Leaf(leaf)) => Some(leaf),
+            _ => {
+                debug_assert!(false, "a shortcut summary on a chain without a leaf base");
+                None
+            }
+        }
     }
 
     /// The exclusive upper bound of the page (`None`: unbounded).
@@ -442,6 +494,7 @@ fn next_of<K, V>(ptr: *const Node<K, V>) -> *const Node<K, V> {
             Kind::Merge => (*ptr.cast::<MergeDelta<K, V>>()).next,
             Kind::IndexDelete => (*ptr.cast::<IndexDeleteDelta<K, V>>()).next,
             Kind::Collapse => (*ptr.cast::<CollapseDelta<K, V>>()).next,
+            Kind::Batch => (*ptr.cast::<batch::BatchHeader<K, V>>()).next,
         }
     }
 }
@@ -483,10 +536,22 @@ impl<'g, K: Ord, V> LeafRef<'g, K, V> {
     /// The value stored for `key`, if any.
     #[inline]
     pub(crate) fn get(&self, key: &K) -> Option<&'g V> {
-        match self.keys().binary_search(key) {
-            Ok(i) => Some(&self.values()[i]),
-            Err(_) => None,
-        }
+        self.search(key).ok().map(|i| &self.values()[i])
+    }
+
+    /// `Ok(i)`: `key` is record `i`; `Err(i)`: absent, `i` is where it would go. Either way `i` is
+    /// the key's position for [`Meta::slots`].
+    #[inline]
+    pub(crate) fn search(&self, key: &K) -> Result<usize, usize> {
+        let keys = self.keys();
+        crate::prefetch::slice(keys);
+        keys.binary_search(key)
+    }
+
+    /// The value of record `i`.
+    #[inline]
+    pub(crate) fn value(&self, i: usize) -> &'g V {
+        &self.values()[i]
     }
 
     /// Index of the first key `>= key` (`strict`: `> key`).
@@ -587,12 +652,23 @@ impl<K, V> OwnedNode<K, V> {
         }
     }
 
-    /// Re-targets an unpublished delta at a newer `prev` (after a lost CAS) with a new entry count.
-    pub(crate) fn rebase(&mut self, prev: NodeRef<'_, K, V>, size: u32) {
+    /// Takes the entries back out of an unpublished batch delta (after a lost CAS), freeing it.
+    pub(crate) fn into_batch_entries(self) -> Vec<(K, Option<V>)> {
+        let ptr = self.into_raw();
+        // SAFETY: we owned the node exclusively (`into_raw` gave up the `OwnedNode`, so it is not
+        // freed again); the tag is checked before the cast.
+        unsafe {
+            assert_eq!((*ptr).kind, Kind::Batch, "not a batch delta");
+            batch::take_entries(ptr)
+        }
+    }
+
+    /// Re-targets an unpublished insert or delete delta at a newer `prev` (after a lost CAS) with
+    /// a new entry count; `position` is its key's position in `prev`'s base page, `None` if the
+    /// lookup could not take the shortcut (see [`Meta::slots`]).
+    pub(crate) fn rebase(&mut self, prev: NodeRef<'_, K, V>, size: u32, position: Option<usize>) {
         let ptr = self.ptr.as_ptr();
-        let mut meta = prev.meta.clone();
-        meta.size = size;
-        meta.depth = prev.meta.depth + 1;
+        let meta = data_meta(prev, size, position);
         // SAFETY: we own the unpublished node exclusively; every delta type has `next` right after
         // the header, written through the concrete type named by the tag.
         unsafe {
@@ -623,17 +699,33 @@ unsafe fn set_next<K, V>(ptr: *mut Node<K, V>, next: *const Node<K, V>) {
             Kind::Merge => (*ptr.cast::<MergeDelta<K, V>>()).next = next,
             Kind::IndexDelete => (*ptr.cast::<IndexDeleteDelta<K, V>>()).next = next,
             Kind::Collapse => (*ptr.cast::<CollapseDelta<K, V>>()).next = next,
+            Kind::Batch => (*ptr.cast::<batch::BatchHeader<K, V>>()).next = next,
             Kind::LeafBase | Kind::InnerBase => unreachable!("a base page has no successor"),
         }
     }
 }
 
-/// The header of a delta on top of `prev`, for a page that now has `size` entries.
+/// The header of a delta on top of `prev`, for a page that now has `size` entries. Lookups that
+/// meet it walk the chain ([`NO_SHORTCUT`]) unless the builder narrows [`Meta::slots`].
 fn delta_header<K, V>(prev: NodeRef<'_, K, V>, kind: Kind, size: u32) -> Node<K, V> {
     let mut meta = prev.meta.clone();
     meta.size = size;
     meta.depth = prev.meta.depth + 1;
+    meta.slots = NO_SHORTCUT;
     Node::header(meta, kind)
+}
+
+/// The header summary of an insert or delete delta on top of `prev` whose key has `position` in
+/// the base page (`None`: unknown, the chain must be walked).
+fn data_meta<K, V>(prev: NodeRef<'_, K, V>, size: u32, position: Option<usize>) -> Meta<K> {
+    let mut meta = prev.meta.clone();
+    meta.size = size;
+    meta.depth = prev.meta.depth + 1;
+    meta.slots = match position {
+        Some(position) => prev.meta.slots | slot_bit(position),
+        None => NO_SHORTCUT,
+    };
+    meta
 }
 
 fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
@@ -645,25 +737,31 @@ fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
     }
 }
 
-/// An insert delta on top of `prev`.
+/// An insert delta on top of `prev`; `position`: see [`OwnedNode::rebase`].
 pub(crate) fn insert_delta<K, V>(
     prev: NodeRef<'_, K, V>,
     key: K,
     value: V,
     size: u32,
+    position: Option<usize>,
 ) -> OwnedNode<K, V> {
     boxed(InsertDelta {
-        node: delta_header(prev, Kind::Insert, size),
+        node: Node::header(data_meta(prev, size, position), Kind::Insert),
         next: prev.as_ptr(),
         key,
         value,
     })
 }
 
-/// A delete delta on top of `prev`.
-pub(crate) fn delete_delta<K, V>(prev: NodeRef<'_, K, V>, key: K, size: u32) -> OwnedNode<K, V> {
+/// A delete delta on top of `prev`; `position`: see [`OwnedNode::rebase`].
+pub(crate) fn delete_delta<K, V>(
+    prev: NodeRef<'_, K, V>,
+    key: K,
+    size: u32,
+    position: Option<usize>,
+) -> OwnedNode<K, V> {
     boxed(DeleteDelta {
-        node: delta_header(prev, Kind::Delete, size),
+        node: Node::header(data_meta(prev, size, position), Kind::Delete),
         next: prev.as_ptr(),
         key,
     })
@@ -676,8 +774,12 @@ pub(crate) fn split_delta<K, V>(
     right: Pid,
     right_high: Option<K>,
 ) -> OwnedNode<K, V> {
+    let mut node = delta_header(lower, Kind::Split, lower.meta.size);
+    // A split moves no key into the page: lookups below the separator may keep the shortcut, and
+    // lookups at or above it never reach this page (they move right first).
+    node.meta.slots = lower.meta.slots;
     boxed(SplitDelta {
-        node: delta_header(lower, Kind::Split, lower.meta.size),
+        node,
         next: lower.as_ptr(),
         separator,
         right,
@@ -727,6 +829,8 @@ pub(crate) fn merge_delta<K, V>(
     meta.size = left.meta.size + right.meta.size;
     // Walking into the right state costs what its chain costs: count it, so consolidation comes soon.
     meta.depth = left.meta.depth + right.meta.depth + 1;
+    // Lookups at or above the separator continue in the right state: no shortcut.
+    meta.slots = NO_SHORTCUT;
     boxed(MergeDelta {
         node: Node::header(meta, Kind::Merge),
         next: left.as_ptr(),
@@ -779,6 +883,8 @@ pub(crate) fn leaf_base<K, V>(
         size: len as u32,
         depth: 0,
         level: 0,
+        base: ptr::null(),
+        slots: 0,
     };
     let mut page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
     for (i, (key, value)) in entries.take(len).enumerate() {
@@ -816,6 +922,8 @@ pub(crate) fn inner_base<K, V>(
         size: len as u32,
         depth: 0,
         level,
+        base: ptr::null(),
+        slots: NO_SHORTCUT,
     };
     let mut page = BasePageBuilder::<K, V>::new(layout, Kind::InnerBase, meta, low, high, len);
     // SAFETY: `len` PIDs fit at `children_at`; PIDs have no drop glue, so they count as initialised
@@ -880,6 +988,7 @@ impl<K, V> BasePageBuilder<K, V> {
             let header = ptr.as_ptr();
             (*header).node.meta.low = opt_ptr((*header).low.as_ref());
             (*header).node.meta.high = opt_ptr((*header).high.as_ref());
+            (*header).node.meta.base = header as *const ();
         }
         BasePageBuilder {
             ptr,
@@ -970,6 +1079,7 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
             Kind::Merge => drop(Box::from_raw(ptr.cast::<MergeDelta<K, V>>())),
             Kind::IndexDelete => drop(Box::from_raw(ptr.cast::<IndexDeleteDelta<K, V>>())),
             Kind::Collapse => drop(Box::from_raw(ptr.cast::<CollapseDelta<K, V>>())),
+            Kind::Batch => batch::free(ptr),
             kind @ (Kind::LeafBase | Kind::InnerBase) => {
                 let header = ptr.cast::<BaseHeader<K, V>>();
                 let len = (*header).len;
@@ -1048,9 +1158,11 @@ mod tests {
         assert_eq!(leaf.get(&11), None);
         assert_eq!(node.as_ptr() as usize % BASE_ALIGN, 0);
 
-        let delta = insert_delta(node, 12, 3, 3);
+        let delta = insert_delta(node, 12, 3, 3, Some(1));
         let delta = view(&delta);
         assert_eq!(delta.meta.depth, 1);
+        assert_eq!(delta.meta.slots, slot_bit(1));
+        assert!(delta.shortcut_base().is_some_and(|b| b.keys() == [10, 15]));
         assert_eq!(delta.meta.size, 3);
         assert_eq!(delta.high(), Some(&20));
         assert_eq!(delta.next().unwrap().as_ptr(), node.as_ptr());

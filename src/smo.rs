@@ -128,7 +128,7 @@ where
         self.stats.cas(CasKind::Consolidate, installed.is_ok());
         match installed {
             Ok(_) => {
-                self.stats.done(Counter::Consolidation, node.meta.level);
+                self.stats.done(Counter::Consolidation, node.meta.level, 1);
                 // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
                 // everything it needs, so nothing live points into the old chain.
                 unsafe { retire_chain(page.node, guard) };
@@ -213,7 +213,7 @@ where
         self.stats.cas(CasKind::Split, installed.is_ok());
         match installed {
             Ok(installed) => {
-                self.stats.done(Counter::Split, level);
+                self.stats.done(Counter::Split, level, 1);
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
                 unsafe { retire_chain(page.node, guard) };
                 crate::fault::split_delta_installed();

@@ -48,9 +48,13 @@ pub enum CasKind {
     Insert,
     /// A delete delta on a leaf: an update in ICDE'13's terms.
     Delete,
+    /// A batch delta on a leaf, posting several writes of one bulk call at once (`src/bulk`): an
+    /// update in ICDE'13's terms.
+    Batch,
     /// A new base page replacing a chain (consolidation). A failed one is abandoned, not retried.
     Consolidate,
-    /// A split delta on the page being split (step 2 of a split; also installs its lower half).
+    /// A split delta on the page being split (step 2 of a split; also installs its lower half). A
+    /// bulk call's multi-way split is one such CAS.
     Split,
     /// An index-entry delta on the parent of a split page (step 3 of a split, by anyone).
     IndexEntry,
@@ -70,9 +74,10 @@ pub enum CasKind {
 
 impl CasKind {
     /// Every kind, in counter order.
-    pub const ALL: [CasKind; 11] = [
+    pub const ALL: [CasKind; 12] = [
         CasKind::Insert,
         CasKind::Delete,
+        CasKind::Batch,
         CasKind::Consolidate,
         CasKind::Split,
         CasKind::IndexEntry,
@@ -238,6 +243,7 @@ const NAMES: [&str; Counter::COUNT] = [
     "aborts.scan",
     "cas.insert.attempts",
     "cas.delete.attempts",
+    "cas.batch.attempts",
     "cas.consolidate.attempts",
     "cas.split.attempts",
     "cas.index_entry.attempts",
@@ -249,6 +255,7 @@ const NAMES: [&str; Counter::COUNT] = [
     "cas.root_collapse.attempts",
     "cas.insert.failures",
     "cas.delete.failures",
+    "cas.batch.failures",
     "cas.consolidate.failures",
     "cas.split.failures",
     "cas.index_entry.failures",
@@ -416,10 +423,10 @@ impl StatsSnapshot {
         ratio(self.cas_failures(kind), self.cas_attempts(kind))
     }
 
-    /// ICDE'13 Table I's "failed updates": failed record-update CAS installs (insert and delete
-    /// deltas together) as a share of attempted ones (`None` if none).
+    /// ICDE'13 Table I's "failed updates": failed record-update CAS installs (insert, delete and
+    /// batch deltas together) as a share of attempted ones (`None` if none).
     pub fn update_cas_failure_rate(&self) -> Option<f64> {
-        let kinds = [CasKind::Insert, CasKind::Delete];
+        let kinds = [CasKind::Insert, CasKind::Delete, CasKind::Batch];
         ratio(
             self.sum(&kinds, Counter::CasFailure),
             self.sum(&kinds, Counter::CasAttempt),
@@ -447,8 +454,9 @@ impl StatsSnapshot {
         self.get(Counter::Consolidation(level))
     }
 
-    /// Pages split at `level` (successful split-delta CASes). A split root also grows the tree:
-    /// see [`root_grows`](Self::root_grows).
+    /// Pages added by splits at `level`: one per successful split-delta CAS, several for a bulk
+    /// call's multi-way split. A split root also grows the tree: see
+    /// [`root_grows`](Self::root_grows).
     pub fn splits(&self, level: Level) -> u64 {
         self.get(Counter::Split(level))
     }
@@ -470,7 +478,9 @@ impl StatsSnapshot {
 
     /// Aborts during operations of kind `op`, as SIGMOD'18 (OpenBw-Tree) counts them: every restart
     /// from the root and every failed leaf-delta CAS, including those of the final, successful
-    /// attempt. Restarts during background maintenance passes belong to no operation.
+    /// attempt. Restarts during background maintenance passes belong to no operation, and neither do
+    /// those of bulk calls (`insert_batch` and the like are not counted as operations; their CASes,
+    /// restarts and structure modifications are).
     pub fn aborts(&self, op: OpKind) -> u64 {
         self.get(Counter::OpAborts(op))
     }
@@ -603,6 +613,7 @@ mod tests {
         let cas = [
             "insert",
             "delete",
+            "batch",
             "consolidate",
             "split",
             "index_entry",

@@ -38,11 +38,16 @@ where
     pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
         let op = self.stats.op(OpKind::Insert);
         let mut page = self.find_leaf_counted(&At(&key), Intent::Write, guard, op.local());
-        let mut delta = node::insert_delta(page.node(), key, value, 0);
+        let mut delta = node::insert_delta(page.node(), key, value, 0, None);
         loop {
             let node = page.node();
-            let previous = chain::leaf_get(node, delta.data_key());
-            delta.rebase(node, node.meta.size + u32::from(previous.is_none()));
+            let found = chain::leaf_lookup(node, delta.data_key());
+            let previous = found.value;
+            delta.rebase(
+                node,
+                node.meta.size + u32::from(previous.is_none()),
+                found.position,
+            );
             let installed = self.table.cas(page.pid, page.node, delta, guard);
             op.cas(CasKind::Insert, installed.is_ok());
             match installed {
@@ -71,14 +76,15 @@ where
         let mut delta: Option<OwnedNode<K, V>> = None;
         loop {
             let node = page.node();
-            let previous = chain::leaf_get(node, key)?;
+            let found = chain::leaf_lookup(node, key);
+            let previous = found.value?;
             let size = node.meta.size - 1;
             let new = match delta.take() {
                 Some(mut d) => {
-                    d.rebase(node, size);
+                    d.rebase(node, size, found.position);
                     d
                 }
-                None => node::delete_delta(node, key.clone(), size),
+                None => node::delete_delta(node, key.clone(), size, found.position),
             };
             let installed = self.table.cas(page.pid, page.node, new, guard);
             op.cas(CasKind::Delete, installed.is_ok());

@@ -317,3 +317,40 @@ fn counters_from_many_threads_add_up() {
         SmoKind::ALL.map(|k| stats.help_along(k)),
     );
 }
+
+#[test]
+fn bulk_calls_count_their_installs_and_splits() {
+    let tree = tree(Config::tiny());
+    let out = tree.insert_batch((0..1_000u64).map(|k| (k * 7 % 1_009, k)));
+    let stats = tree.stats();
+    assert_eq!(
+        stats.cas_attempts(CasKind::Batch),
+        out.metrics.cas_attempts as u64
+    );
+    assert_eq!(
+        stats.cas_failures(CasKind::Batch),
+        out.metrics.cas_failures as u64
+    );
+    assert_eq!(stats.total_ops(), 0, "bulk calls are not counted as operations");
+    let removed = tree.remove_batch((0..1_009u64).step_by(2));
+    let stats = tree.stats();
+    assert_eq!(
+        stats.cas_attempts(CasKind::Batch),
+        (out.metrics.cas_attempts + removed.metrics.cas_attempts) as u64
+    );
+    // Multi-way splits count every page they add, so the shape is still explained exactly.
+    let shape = tree.shape();
+    assert_eq!(
+        shape.leaves as u64,
+        1 + stats.splits(Level::Leaf) - stats.merges(Level::Leaf),
+        "{stats:?}"
+    );
+    assert_eq!(
+        shape.inner_pages as u64,
+        stats.splits(Level::Inner) + stats.root_grows()
+            - stats.merges(Level::Inner)
+            - stats.root_collapses(),
+        "{stats:?}"
+    );
+    tree.check_invariants().unwrap();
+}

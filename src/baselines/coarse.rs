@@ -119,6 +119,27 @@ where
         );
         out.len() - before
     }
+
+    /// All pairs under one acquisition of the write lock (seed 000's batch).
+    fn insert_batch(&self, pairs: Vec<(K, V)>) -> Vec<Option<V>> {
+        let mut map = self.write();
+        pairs
+            .into_iter()
+            .map(|(key, value)| map.insert(key, value))
+            .collect()
+    }
+
+    /// All keys under one acquisition of the write lock.
+    fn remove_batch(&self, keys: &[K]) -> Vec<Option<V>> {
+        let mut map = self.write();
+        keys.iter().map(|key| map.remove(key)).collect()
+    }
+
+    /// All keys under one acquisition of the read lock.
+    fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
+        let map = self.read();
+        keys.iter().map(|key| map.get(key).cloned()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,155 @@
+//! The profiling harness behind `papers/performance.md`: single-thread gets and inserts of
+//! uniformly random u64 keys on BwTree and on the in-crate OLC B+tree, in one process.
+//!
+//! ```text
+//! # wall-clock medians, BwTree next to OLC in the same process
+//! cargo run --release --example profile -- time [--keys N] [--runs R]
+//! # instruction and simulated-cache counts of the measured loops only (valgrind's callgrind):
+//! valgrind --tool=callgrind --cache-sim=yes --toggle-collect='profile::measure_*' \
+//!     target/release/examples/profile bwtree --keys 200000
+//! callgrind_annotate callgrind.out.<pid>
+//! ```
+//!
+//! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled) and an
+//! insert loop of fresh keys (a quarter as many); the `measure_*` functions are the loops, so
+//! callgrind's `--toggle-collect` counts nothing else.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use bwtree::baselines::OlcBTree;
+use bwtree::{BwTree, ConcurrentMap};
+
+/// xorshift64: a fast, reproducible stream of distinct-enough random keys.
+fn random_keys(n: usize, seed: u64) -> Vec<u64> {
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })
+        .collect()
+}
+
+/// `keys` in a random order (Fisher-Yates with the same generator).
+fn shuffled(keys: &[u64], seed: u64) -> Vec<u64> {
+    let mut out = keys.to_vec();
+    let mut x = seed;
+    for i in (1..out.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    out
+}
+
+#[inline(never)]
+fn measure_gets<M: ConcurrentMap<u64, u64>>(map: &M, probes: &[u64]) -> u64 {
+    probes
+        .iter()
+        .map(|k| map.get(k).expect("every probed key was inserted"))
+        .fold(0, u64::wrapping_add)
+}
+
+#[inline(never)]
+fn measure_inserts<M: ConcurrentMap<u64, u64>>(map: &M, keys: &[u64]) -> u64 {
+    keys.iter()
+        .map(|&k| map.insert(k, k).unwrap_or(0))
+        .fold(0, u64::wrapping_add)
+}
+
+fn load<M: ConcurrentMap<u64, u64>>(map: &M, keys: &[u64]) {
+    for &k in keys {
+        map.insert(k, k);
+    }
+}
+
+fn million_per_second(n: usize, start: Instant) -> f64 {
+    n as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut mode = String::from("time");
+    let mut keys_total = 1_000_000usize;
+    let mut runs = 7usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--keys" => keys_total = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "time" | "bwtree" | "olc" => mode = arg,
+            _ => keys_total = 0,
+        }
+    }
+    if keys_total == 0 || runs == 0 {
+        eprintln!("usage: profile [time|bwtree|olc] [--keys N] [--runs R]");
+        std::process::exit(2);
+    }
+    let keys = random_keys(keys_total, 0x9e37_79b9_7f4a_7c15);
+    let probes = shuffled(&keys, 7);
+    let fresh = random_keys(keys_total / 4, 12345);
+    match mode.as_str() {
+        "bwtree" => {
+            let tree = BwTree::new();
+            load(&tree, &keys);
+            black_box(measure_gets(&tree, &probes));
+            black_box(measure_inserts(&tree, &fresh));
+        }
+        "olc" => {
+            let olc = OlcBTree::new();
+            load(&olc, &keys);
+            black_box(measure_gets(&olc, &probes));
+            black_box(measure_inserts(&olc, &fresh));
+        }
+        _ => {
+            let (mut bw_get, mut olc_get, mut bw_ins, mut olc_ins) =
+                (vec![], vec![], vec![], vec![]);
+            for _ in 0..runs {
+                // Fresh maps per run so that inserts always add new keys; the two maps alternate
+                // so that machine noise hits both alike.
+                let tree = BwTree::new();
+                load(&tree, &keys);
+                let olc = OlcBTree::new();
+                load(&olc, &keys);
+                let start = Instant::now();
+                black_box(measure_gets(&tree, &probes));
+                bw_get.push(million_per_second(probes.len(), start));
+                let start = Instant::now();
+                black_box(measure_gets(&olc, &probes));
+                olc_get.push(million_per_second(probes.len(), start));
+                let start = Instant::now();
+                black_box(measure_inserts(&tree, &fresh));
+                bw_ins.push(million_per_second(fresh.len(), start));
+                let start = Instant::now();
+                black_box(measure_inserts(&olc, &fresh));
+                olc_ins.push(million_per_second(fresh.len(), start));
+            }
+            let (bg, og, bi, oi) = (
+                median(bw_get),
+                median(olc_get),
+                median(bw_ins),
+                median(olc_ins),
+            );
+            println!(
+                "{keys_total} random u64 keys, 1 thread, medians of {runs} runs ({} cores)",
+                std::thread::available_parallelism().map_or(1, usize::from)
+            );
+            println!(
+                "get     bwtree {bg:6.2} M/s   olc {og:6.2} M/s   ratio {:.2}",
+                bg / og
+            );
+            println!(
+                "insert  bwtree {bi:6.2} M/s   olc {oi:6.2} M/s   ratio {:.2}",
+                bi / oi
+            );
+        }
+    }
+}

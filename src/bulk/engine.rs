@@ -1,0 +1,405 @@
+//! The engine under every batched write: routes sorted entries to leaves, posts one batch delta per
+//! leaf with one CAS, and afterwards rebalances the pages the batch left over- or under-full.
+//!
+//! # One group
+//! The entries still to post are kept sorted in a queue. A group is the run of them that the leaf
+//! covering the first one holds: the leaf's `[low, high)` is read from the head it was found at.
+//! For each entry the current value is read from that same head, the caller's `decide` closure says
+//! whether to post it, and the entries to post become one batch delta whose entry count is the
+//! head's count adjusted by the group's inserts of absent keys and deletions of present ones. The
+//! CAS on the leaf's head is the linearization point of every key in the group, and the previous
+//! values reported are exactly those of the head it replaced. A lost CAS hands the delta back: its
+//! entries are taken out, the leaf is re-read (moving right if it split) and the group is trimmed to
+//! the keys the new head still covers; the rest go back to the queue. Nothing is posted on a page
+//! whose newest node is an unfinished structure modification: the leaf is found with write intent,
+//! which completes it first.
+//!
+//! # Deferred rebalancing
+//! A group's delta can leave its leaf above capacity, below the merge threshold or with a long
+//! chain. Such leaves are not fixed one key at a time: the key range of each such group is recorded
+//! and, once the batch is posted, each page of those ranges is visited once: an overfull leaf is cut
+//! into as many pages as it needs (`split`), any other goes through the ordinary `maintain`.
+
+use core::any::Any;
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use crossbeam_epoch::Guard;
+
+use super::{BatchMetrics, Progress};
+use crate::BwTree;
+use crate::chain::{self, At};
+use crate::mapping::Pid;
+use crate::node::{self, Body, NodeRef};
+use crate::stats::CasKind;
+use crate::sync::retry_pause;
+use crate::traverse::{Intent, PageRef, Restart};
+
+/// One input item on its way into the tree.
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: K,
+    /// The new value, or `None` to delete the key.
+    pub(crate) value: Option<V>,
+    /// Where its result goes (its position in the input).
+    pub(crate) slot: usize,
+}
+
+/// What the caller's `decide` closure says about one entry, given the key's current value.
+pub(crate) enum Verdict<E> {
+    /// Post it.
+    Apply,
+    /// Leave the key alone.
+    Skip,
+    /// Stop the batch (nothing more is posted).
+    Abort(E),
+}
+
+/// The caller's verdict on each entry, given the key's current value.
+pub(crate) type Decide<'d, K, V, E> = dyn FnMut(&Entry<K, V>, Option<&V>) -> Verdict<E> + 'd;
+
+/// What happened to one entry, reported to the caller's sink.
+pub(crate) enum Outcome<'a, K, V> {
+    /// Posted; `previous` is the value the CAS replaced, `written` the value now stored.
+    Posted {
+        slot: usize,
+        key: &'a K,
+        previous: Option<&'a V>,
+        written: Option<&'a V>,
+    },
+    /// Not posted (the verdict was `Skip`); `current` is the value the key holds.
+    Skipped {
+        slot: usize,
+        key: &'a K,
+        current: Option<&'a V>,
+    },
+}
+
+/// Why posting stopped early.
+pub(crate) enum Stop<K, E> {
+    /// `decide` rejected the entry of `key` (input position `slot`).
+    Abort { key: K, slot: usize, error: E },
+    /// `decide` or the progress callback panicked.
+    Panic(Box<dyn Any + Send>),
+}
+
+/// The state of one batch call: metrics, the ranges to rebalance, progress reporting.
+pub(crate) struct Run<'o, K> {
+    pub(crate) metrics: BatchMetrics,
+    started: Instant,
+    /// Key ranges `[first, last]` of groups whose leaf needs maintenance.
+    touched: Vec<(K, K)>,
+    progress: Option<(Duration, &'o mut dyn FnMut(Progress))>,
+    last_report: Instant,
+    /// Input items finished.
+    pub(crate) done: usize,
+    /// Input length, if known.
+    pub(crate) total: Option<usize>,
+}
+
+impl<'o, K> Run<'o, K> {
+    pub(crate) fn new(progress: Option<(Duration, &'o mut dyn FnMut(Progress))>) -> Self {
+        let now = Instant::now();
+        Run {
+            metrics: BatchMetrics::default(),
+            started: now,
+            touched: Vec::new(),
+            progress,
+            last_report: now,
+            done: 0,
+            total: None,
+        }
+    }
+
+    /// Calls the progress callback if the interval has passed (or `last`). A panic in the
+    /// callback is caught and handed back.
+    pub(crate) fn report(&mut self, last: bool) -> Result<(), Box<dyn Any + Send>> {
+        let Some((every, callback)) = &mut self.progress else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        if !last && now.duration_since(self.last_report) < *every {
+            return Ok(());
+        }
+        self.last_report = now;
+        let progress = Progress {
+            done: self.done,
+            total: self.total,
+            elapsed: now.duration_since(self.started),
+        };
+        catch_unwind(AssertUnwindSafe(|| callback(progress)))
+    }
+
+    /// No more progress reports (during a rollback or after a panic in the callback).
+    pub(crate) fn silence(&mut self) {
+        self.progress = None;
+    }
+
+    /// Stamps the elapsed time into the metrics.
+    pub(crate) fn finish(&mut self) -> BatchMetrics {
+        self.metrics.elapsed = self.started.elapsed();
+        self.metrics.clone()
+    }
+}
+
+impl<K, V> BwTree<K, V>
+where
+    K: Ord + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// Posts `entries` (sorted by distinct keys) group by group; see the module docs.
+    ///
+    /// `decide` sees each entry with its key's current value (it may be asked again for the same
+    /// entry after a lost CAS; the last answer counts); `sink` hears what happened to each entry.
+    pub(crate) fn post_sorted<E>(
+        &self,
+        entries: Vec<Entry<K, V>>,
+        decide: &mut Decide<'_, K, V, E>,
+        sink: &mut dyn FnMut(Outcome<'_, K, V>),
+        run: &mut Run<'_, K>,
+    ) -> Result<(), Stop<K, E>> {
+        let mut queue: VecDeque<Entry<K, V>> = entries.into();
+        while let Some(first) = queue.front() {
+            let guard = &self.guard();
+            let page = self.find_leaf(&At(&first.key), Intent::Write, guard);
+            run.metrics.descents += 1;
+            let node = page.node();
+            let len = queue.partition_point(|e| node.below_high(&e.key));
+            let group: Vec<Entry<K, V>> = queue.drain(..len).collect();
+            let finished = self.post_group(group, page, &mut queue, decide, sink, run, guard)?;
+            run.done += finished;
+            run.report(false).map_err(Stop::Panic)?;
+        }
+        Ok(())
+    }
+
+    /// Posts one group on `page` (retrying on lost CASes); returns how many entries it finished.
+    #[allow(clippy::too_many_arguments)]
+    fn post_group<'g, E>(
+        &self,
+        mut group: Vec<Entry<K, V>>,
+        mut page: PageRef<'g, K, V>,
+        queue: &mut VecDeque<Entry<K, V>>,
+        decide: &mut Decide<'_, K, V, E>,
+        sink: &mut dyn FnMut(Outcome<'_, K, V>),
+        run: &mut Run<'_, K>,
+        guard: &'g Guard,
+    ) -> Result<usize, Stop<K, E>> {
+        loop {
+            let node = page.node();
+            // The page may have split since the group was formed: hand back what it lost.
+            let keep = group.partition_point(|e| node.below_high(&e.key));
+            for entry in group.drain(keep..).rev() {
+                queue.push_front(entry);
+            }
+            let appending = beyond_every_key(node, &group[0].key);
+            let mut posted: Vec<(K, Option<V>)> = Vec::with_capacity(group.len());
+            let mut posted_slots = Vec::with_capacity(group.len());
+            let mut previous: Vec<Option<&'g V>> = Vec::with_capacity(group.len());
+            let mut held: Vec<(Entry<K, V>, Option<&'g V>)> = Vec::new();
+            let mut size = i64::from(node.meta.size);
+            let mut verdicts = Vec::with_capacity(group.len());
+            for entry in &group {
+                let current = if appending {
+                    None
+                } else {
+                    chain::leaf_get(node, &entry.key)
+                };
+                let verdict = catch_unwind(AssertUnwindSafe(|| decide(entry, current)))
+                    .map_err(Stop::Panic)?;
+                if let Verdict::Abort(error) = verdict {
+                    return Err(Stop::Abort {
+                        key: entry.key.clone(),
+                        slot: entry.slot,
+                        error,
+                    });
+                }
+                verdicts.push((verdict, current));
+            }
+            for (entry, (verdict, current)) in group.drain(..).zip(verdicts) {
+                if let Verdict::Apply = verdict {
+                    size += match (&entry.value, current) {
+                        (Some(_), None) => 1,
+                        (None, Some(_)) => -1,
+                        _ => 0,
+                    };
+                    posted_slots.push(entry.slot);
+                    previous.push(current);
+                    posted.push((entry.key, entry.value));
+                } else {
+                    held.push((entry, current));
+                }
+            }
+            if posted.is_empty() {
+                run.metrics.skipped += held.len();
+                for (entry, current) in &held {
+                    sink(Outcome::Skipped {
+                        slot: entry.slot,
+                        key: &entry.key,
+                        current: *current,
+                    });
+                }
+                return Ok(held.len());
+            }
+            let size = u32::try_from(size).expect("a page holds fewer than 2^32 entries");
+            let delta = node::batch_delta(node, posted.into_iter(), size);
+            run.metrics.cas_attempts += 1;
+            let installed = self.table.cas(page.pid, page.node, delta, guard);
+            self.stats.cas(CasKind::Batch, installed.is_ok());
+            match installed {
+                Ok(installed) => {
+                    let Body::Batch(batch) = installed.body() else {
+                        unreachable!("a batch delta was installed")
+                    };
+                    let (keys, values) = (batch.keys(), batch.values());
+                    for (i, slot) in posted_slots.iter().enumerate() {
+                        sink(Outcome::Posted {
+                            slot: *slot,
+                            key: &keys[i],
+                            previous: previous[i],
+                            written: values[i].as_ref(),
+                        });
+                    }
+                    for (entry, current) in &held {
+                        sink(Outcome::Skipped {
+                            slot: entry.slot,
+                            key: &entry.key,
+                            current: *current,
+                        });
+                    }
+                    run.metrics.leaves_touched += 1;
+                    run.metrics.applied += keys.len();
+                    run.metrics.skipped += held.len();
+                    if self.needs_maintenance(installed) {
+                        run.touched
+                            .push((keys[0].clone(), keys[keys.len() - 1].clone()));
+                    }
+                    return Ok(keys.len() + held.len());
+                }
+                Err(delta) => {
+                    run.metrics.cas_failures += 1;
+                    let back = delta.into_batch_entries();
+                    group = merge_back(back, posted_slots, held);
+                    page = self.relocate_leaf(page.pid, &group[0].key, guard);
+                }
+            }
+        }
+    }
+
+    /// Whether a leaf whose head is `node` would be split, merged or consolidated by `maintain`.
+    fn needs_maintenance(&self, node: NodeRef<'_, K, V>) -> bool {
+        let (capacity, threshold) = self.limits(0);
+        let size = node.meta.size as usize;
+        size > capacity || size < self.merge_threshold(0) || node.meta.depth as usize > threshold
+    }
+
+    /// After a lost CAS on leaf `pid`: the leaf that now covers `key`, ready for a post.
+    fn relocate_leaf<'g>(&self, pid: Pid, key: &K, guard: &'g Guard) -> PageRef<'g, K, V> {
+        retry_pause();
+        match self.settle(pid, &At(key), Intent::Write, guard) {
+            Ok(page) => page,
+            Err(Restart(cause)) => {
+                self.stats.restart(cause);
+                self.find_leaf(&At(key), Intent::Write, guard)
+            }
+        }
+    }
+
+    /// The deferred rebalancing: visits every page of the recorded ranges once, cutting overfull
+    /// leaves into pages that fit and handing the others to `maintain`.
+    pub(crate) fn rebalance(&self, run: &mut Run<'_, K>) {
+        let mut touched = core::mem::take(&mut run.touched);
+        touched.sort_by(|a, b| a.0.cmp(&b.0));
+        // Everything below `passed` has been visited (`None` before the first range).
+        let mut passed: Option<K> = None;
+        for (first, last) in touched {
+            let mut cursor = match passed.take() {
+                Some(p) if p > last => {
+                    passed = Some(p);
+                    continue;
+                }
+                Some(p) if p > first => p,
+                _ => first,
+            };
+            loop {
+                let guard = &self.guard();
+                let page = self.find_leaf(&At(&cursor), Intent::Write, guard);
+                run.metrics.descents += 1;
+                let node = page.node();
+                if node.meta.size as usize > self.config.leaf_capacity {
+                    run.metrics.splits += self.split_leaf(page, guard);
+                    // Look again: the leaf now ends earlier (or the split lost a race).
+                    continue;
+                }
+                self.maintain(page, guard);
+                run.metrics.pages_maintained += 1;
+                match node.high() {
+                    Some(high) if *high <= last => cursor = high.clone(),
+                    Some(high) => {
+                        passed = Some(high.clone());
+                        break;
+                    }
+                    // The rightmost leaf: every later range has been visited.
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// Whether `key` lies beyond every key a leaf chain mentions (so that it, and every larger key, is
+/// absent): the append fast path, which skips the per-key lookups. Conservative: `false` when unsure.
+fn beyond_every_key<K: Ord, V>(head: NodeRef<'_, K, V>, key: &K) -> bool {
+    if head.high().is_some() {
+        return false;
+    }
+    let mut node = head;
+    loop {
+        match node.body() {
+            Body::Insert(delta) if delta.key >= *key => return false,
+            Body::Batch(batch) if batch.keys().last().is_some_and(|last| last >= key) => {
+                return false;
+            }
+            Body::Insert(_) | Body::Delete(_) | Body::Batch(_) => {}
+            Body::Split(_) | Body::Remove(_) | Body::Collapse => {}
+            Body::Leaf(base) => return base.keys().last().is_none_or(|last| last < key),
+            Body::Merge(_) | Body::Inner(_) | Body::IndexEntry(_) | Body::IndexDelete(_) => {
+                return false;
+            }
+        }
+        match node.next() {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+}
+
+/// Rebuilds a group after a lost CAS: the entries taken back out of the delta (with their slots)
+/// merged, in key order, with those that were held back.
+fn merge_back<K: Ord, V>(
+    back: Vec<(K, Option<V>)>,
+    slots: Vec<usize>,
+    held: Vec<(Entry<K, V>, Option<&V>)>,
+) -> Vec<Entry<K, V>> {
+    let mut out = Vec::with_capacity(back.len() + held.len());
+    let mut posted = back
+        .into_iter()
+        .zip(slots)
+        .map(|((key, value), slot)| Entry { key, value, slot })
+        .peekable();
+    let mut held = held.into_iter().map(|(entry, _)| entry).peekable();
+    loop {
+        let take_posted = match (posted.peek(), held.peek()) {
+            (Some(p), Some(h)) => p.key < h.key,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        let next = if take_posted {
+            posted.next()
+        } else {
+            held.next()
+        };
+        out.extend(next);
+    }
+}
