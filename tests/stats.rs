@@ -331,7 +331,11 @@ fn bulk_calls_count_their_installs_and_splits() {
         stats.cas_failures(CasKind::Batch),
         out.metrics.cas_failures as u64
     );
-    assert_eq!(stats.total_ops(), 0, "bulk calls are not counted as operations");
+    assert_eq!(
+        stats.total_ops(),
+        0,
+        "bulk calls are not counted as operations"
+    );
     let removed = tree.remove_batch((0..1_009u64).step_by(2));
     let stats = tree.stats();
     assert_eq!(
