@@ -30,13 +30,14 @@
 //! Measured with `examples/stats_cost.rs` (random u64 keys, default config, one thread), on the
 //! shared 2-core development machine:
 //! - **instructions** (deterministic, `valgrind --tool=cachegrind`, 100k inserts + 100k gets per
-//!   run): 273.3 M compiled without the `stats` feature, 277.6 M with the feature but
-//!   `Config::statistics` off (+1.6%), 290.6 M with statistics on (+6.3%: about 45 instructions per
-//!   operation, two thirds of them the per-level chain histogram of the descent). L1 data misses
-//!   grew by 1.0%;
-//! - **time** (CPU time of the worker threads, median of 7–21 alternating runs, 300k–1M keys):
-//!   inserts 0.6–4.0% slower with statistics on, gets −0.4–7.3% (median about 2% for both), on a
-//!   machine whose load average was 5–25; the spread is the machine's, not the counters'.
+//!   run): 300.2 M compiled without the `stats` feature, 304.7 M with the feature but
+//!   `Config::statistics` off (+1.5%), 316.7 M with statistics on (+5.5%, about 80 instructions per
+//!   operation; the per-level chain histogram of the descent is the largest part). L1 data misses
+//!   grew by 0.8%;
+//! - **time** (CPU time of the worker threads, median of 7–21 alternating runs, 300k–1M keys, nine
+//!   comparisons): inserts 0.4–4.5% slower with statistics on, gets −2.6–7.3% (median of the
+//!   comparisons about 1.5% for both), on a machine whose load average was 5–25: the spread is the
+//!   machine's, not the counters'.
 //!
 //! Counting is therefore a default cargo feature (`stats`): builds that need the last few percent
 //! leave it out (`default-features = false`), and `Config::statistics` turns it off per tree.
