@@ -2,6 +2,24 @@
 //!
 //! Every field is checked by [`Config::validate`]; [`BwTree::with_config`](crate::BwTree::with_config)
 //! returns the first violation as a [`ConfigError`] instead of panicking later.
+//!
+//! # Research switches (SIGMOD'18 §6.3)
+//! The OpenBw-Tree study measured, single-threaded and read-only, what the delta chains, the atomics
+//! and the mapping-table indirection cost. The lab builds the same variants from this code:
+//! - *no delta chains*: [`Config::consolidate_every_update`];
+//! - *no acquire loads*: the `--cfg bwtree_relaxed_loads` build (see `sync::PUBLISHED_LOAD`), sound
+//!   only while a single thread uses the tree;
+//! - *no mapping table* is **not** provided. Reading children through node pointers cached in inner
+//!   base pages is unsound as soon as the child's chain is replaced: a consolidation or split retires
+//!   the cached chain, and a reader that follows the cache after that chain's epoch ended reads freed
+//!   memory. A sound variant would need (1) a child-pointer array in every inner base page (a change of
+//!   the one-allocation page layout in `node`), (2) a tree-wide "sealed" flag, set by an explicit call
+//!   after a full consolidation and cleared with `SeqCst` by every writer before its first CAS, and
+//!   (3) readers that load the flag (`SeqCst`, after pinning), descend through the cached pointers
+//!   and load the flag again after reading the leaf, falling back to the mapping table if it was
+//!   cleared: a chain retired after the flag was cleared cannot then be freed while such a reader is
+//!   still pinned, and an answer given under an unchanged flag was current. That is more than a
+//!   switch; it is left for later.
 
 use core::fmt;
 
@@ -60,6 +78,21 @@ pub struct Config {
     pub inner_merge_threshold: usize,
     /// Where consolidations and splits run.
     pub maintenance: Maintenance,
+    /// Whether the tree keeps statistics ([`BwTree::stats`](crate::BwTree::stats)): per-thread
+    /// counters of operations, CAS attempts and failures, restarts, help-along, structure
+    /// modifications and chain lengths. On by default; their cost is measured by
+    /// `examples/stats_cost.rs` (figures in the `counters` module docs). Off, the tree allocates no
+    /// counters and `stats()` reports zeros; building without the default `stats` cargo feature
+    /// removes the counting code altogether (and this field has no effect).
+    pub statistics: bool,
+    /// Research switch, off by default: consolidate every page right after each delta posted on it,
+    /// as if both chain thresholds were 0 (which [`Config::validate`] does not accept), so that
+    /// operations find bare base pages. It reproduces the "no delta chain" variant of the OpenBw-Tree
+    /// study (SIGMOD'18 §6.3) from the same code. A reader can still meet one delta between a post and
+    /// its consolidation, and the lower half of a split keeps its split delta until the page is next
+    /// written; a [`BwTree::run_maintenance`](crate::BwTree::run_maintenance) pass after loading
+    /// consolidates those too. With [`Maintenance::Background`] consolidation stays inline.
+    pub consolidate_every_update: bool,
 }
 
 impl Config {
@@ -109,6 +142,8 @@ impl Config {
             leaf_merge_threshold: 2,
             inner_merge_threshold: 2,
             maintenance: Maintenance::Inline,
+            statistics: true,
+            consolidate_every_update: false,
         }
     }
 }
@@ -123,6 +158,8 @@ impl Default for Config {
             leaf_merge_threshold: 32,
             inner_merge_threshold: 32,
             maintenance: Maintenance::Inline,
+            statistics: true,
+            consolidate_every_update: false,
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::chain;
 use crate::mapping::Pid;
 use crate::node::NodeRef;
 use crate::sync::Ordering;
+use crate::traverse::Intent;
 
 /// A broken structural invariant found by [`BwTree::check_invariants`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,7 +113,9 @@ where
                         ));
                     }
                     for (key, value) in &records {
-                        let found = self.lookup(key, guard);
+                        // Not `lookup`: a check is not an operation for the statistics.
+                        let leaf = self.find_leaf(&chain::At(*key), Intent::Read, guard);
+                        let found = chain::leaf_get(leaf.node(), key);
                         if !found.is_some_and(|v| core::ptr::eq(v, *value)) {
                             return Err(fail(
                                 position,

@@ -22,6 +22,7 @@ use std::collections::VecDeque;
 use crate::BwTree;
 use crate::chain::{self, At, Below, First, Last, Probe};
 use crate::mapping::Pid;
+use crate::stats::OpKind;
 use crate::traverse::{Intent, PageRef};
 
 /// An ascending iterator over a key range of a [`BwTree`], returned by
@@ -53,6 +54,7 @@ where
         let front = range.start_bound().cloned();
         let back = range.end_bound().cloned();
         let exhausted = bounds_empty(&front, &back);
+        tree.stats.count_op(OpKind::Scan);
         Range {
             tree,
             front,
@@ -65,6 +67,7 @@ where
     }
 
     fn refill_front(&mut self) {
+        let _op = self.tree.stats.resume(OpKind::Scan);
         let guard = &self.tree.guard();
         let hint = core::mem::replace(&mut self.front_hint, Pid::NONE);
         let leaf = match &self.front {
@@ -87,6 +90,7 @@ where
     }
 
     fn refill_back(&mut self) {
+        let _op = self.tree.stats.resume(OpKind::Scan);
         let guard = &self.tree.guard();
         let leaf = match &self.back {
             Bound::Included(k) => self.tree.find_leaf(&At(k), Intent::Read, guard),

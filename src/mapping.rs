@@ -23,7 +23,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned};
 
 use crate::fault::{self, Fault};
 use crate::node::{Node, NodeRef, OwnedNode, free_chain};
-use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering};
+use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering, PUBLISHED_LOAD};
 
 /// A logical page id: an index into the [`MappingTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,8 +88,9 @@ impl<K, V> MappingTable<K, V> {
     fn slot(&self, pid: Pid) -> Option<&Slot<K, V>> {
         let (segment, offset) = locate(pid);
         // Acquire: pairs with the Release of the CAS in `slot_or_grow` that installed the segment,
-        // so the segment's initialised (null) slots are visible.
-        let base = self.segments[segment].load(Ordering::Acquire);
+        // so the segment's initialised (null) slots are visible. (`PUBLISHED_LOAD` is Acquire except
+        // in the single-thread research build, see `sync`.)
+        let base = self.segments[segment].load(PUBLISHED_LOAD);
         if base.is_null() {
             return None;
         }
@@ -125,8 +126,8 @@ impl<K, V> MappingTable<K, V> {
     #[inline]
     pub(crate) fn load<'g>(&self, pid: Pid, _guard: &'g Guard) -> Option<NodeRef<'g, K, V>> {
         // Acquire: pairs with the Release of the CAS or store that published this state, so the
-        // node's contents (written before publication) are visible.
-        let ptr = self.slot(pid)?.load(Ordering::Acquire);
+        // node's contents (written before publication) are visible (`PUBLISHED_LOAD`, see `sync`).
+        let ptr = self.slot(pid)?.load(PUBLISHED_LOAD);
         // SAFETY: the node was reachable from the table while we are pinned by `_guard`; it is
         // retired (and freed only after every such guard is dropped) once it stops being reachable.
         unsafe { NodeRef::from_raw(ptr) }

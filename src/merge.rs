@@ -67,6 +67,7 @@ use crate::BwTree;
 use crate::chain::{self, At, Below};
 use crate::node::{self, Body, Removal, RemovalState};
 use crate::reclaim::retire_chain;
+use crate::stats::{CasKind, Counter};
 use crate::sync::{Arc, Ordering, retry_pause};
 use crate::traverse::{Intent, PageRef};
 
@@ -132,7 +133,9 @@ where
             return may_absorb_right && self.absorb_right(page, guard);
         }
         let delta = node::remove_delta(node, Removal::new());
-        match self.table.cas(page.pid, page.node, delta, guard) {
+        let frozen = self.table.cas(page.pid, page.node, delta, guard);
+        self.stats.cas(CasKind::RemoveNode, frozen.is_ok());
+        match frozen {
             Ok(frozen) => {
                 self.help_remove(
                     PageRef {
@@ -231,7 +234,9 @@ where
                 Arc::clone(removal),
                 parent_node.meta.size - 1,
             );
-            if let Ok(installed) = self.table.cas(parent.pid, parent.node, delete, guard) {
+            let posted = self.table.cas(parent.pid, parent.node, delete, guard);
+            self.stats.cas(CasKind::IndexDelete, posted.is_ok());
+            if let Ok(installed) = posted {
                 let state = removal.decide(true);
                 if state == RemovalState::Committed {
                     // The parent lost a child: it may be under-full now (or be a root with one).
@@ -268,7 +273,10 @@ where
                         return;
                     }
                     let merge = node::merge_delta(left_node, removed, low.clone());
-                    if let Ok(installed) = self.table.cas(left.pid, left.node, merge, guard) {
+                    let merged = self.table.cas(left.pid, left.node, merge, guard);
+                    self.stats.cas(CasKind::Merge, merged.is_ok());
+                    if let Ok(installed) = merged {
+                        self.stats.done(Counter::Merge, level, 1);
                         self.table.release_removed(page.pid, guard);
                         self.after_merge(
                             PageRef {
@@ -331,12 +339,14 @@ where
                 return;
             }
         }
-        if let Ok(frozen) = self.table.cas(
+        let frozen = self.table.cas(
             page.pid,
             page.node,
             node::collapse_delta(page.node()),
             guard,
-        ) {
+        );
+        self.stats.cas(CasKind::Collapse, frozen.is_ok());
+        if let Ok(frozen) = frozen {
             self.help_collapse(
                 PageRef {
                     pid: page.pid,
@@ -352,11 +362,12 @@ where
         let child = chain::collect_inner(page.node())[0].1;
         // AcqRel: Release publishes the new root PID (its page was published long ago); Acquire on
         // failure: we only learn that someone else finished.
-        if self
+        let switched = self
             .root
             .compare_exchange(page.pid.0, child.0, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        self.stats.cas(CasKind::RootCollapse, switched);
+        if switched {
             // Only the winner gets here, once. The slot is cleared first so that no thread loads
             // the old root afterwards; those that loaded it before are pinned and see the collapse.
             self.table.release_removed(page.pid, guard);

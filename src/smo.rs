@@ -36,6 +36,7 @@ use crate::config::{Config, Maintenance};
 use crate::mapping::Pid;
 use crate::node::{self, Body, OwnedNode, RemovalState};
 use crate::reclaim::retire_chain;
+use crate::stats::{CasKind, Counter, RestartCause};
 use crate::sync::{Ordering, retry_pause};
 use crate::traverse::{Intent, PageRef, Restart};
 
@@ -76,8 +77,17 @@ where
         self.root.load(Ordering::Acquire) == pid.0
     }
 
-    /// Capacity and chain threshold of pages at `level`.
+    /// Capacity and chain threshold of pages at `level` (threshold 0 with
+    /// [`Config::consolidate_every_update`]).
     pub(crate) fn limits(&self, level: u8) -> (usize, usize) {
+        if self.config.consolidate_every_update {
+            let (capacity, _) = self.limits_configured(level);
+            return (capacity, 0);
+        }
+        self.limits_configured(level)
+    }
+
+    fn limits_configured(&self, level: u8) -> (usize, usize) {
         if level == 0 {
             (self.config.leaf_capacity, self.config.leaf_chain_threshold)
         } else {
@@ -114,8 +124,11 @@ where
                 &pids,
             )
         };
-        match self.table.cas(page.pid, page.node, base, guard) {
+        let installed = self.table.cas(page.pid, page.node, base, guard);
+        self.stats.cas(CasKind::Consolidate, installed.is_ok());
+        match installed {
             Ok(_) => {
+                self.stats.done(Counter::Consolidation, node.meta.level, 1);
                 // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
                 // everything it needs, so nothing live points into the old chain.
                 unsafe { retire_chain(page.node, guard) };
@@ -196,8 +209,11 @@ where
         // The split delta owns the lower half from here on (it is the next node of its chain).
         let delta = node::split_delta(lower.as_ref(), separator, upper_pid, high);
         let _ = lower.into_raw();
-        match self.table.cas(page.pid, page.node, delta, guard) {
+        let installed = self.table.cas(page.pid, page.node, delta, guard);
+        self.stats.cas(CasKind::Split, installed.is_ok());
+        match installed {
             Ok(installed) => {
+                self.stats.done(Counter::Split, level, 1);
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
                 unsafe { retire_chain(page.node, guard) };
                 crate::fault::split_delta_installed();
@@ -248,10 +264,10 @@ where
                     Ok(()) => return Ok(true),
                     // Another thread grew the tree first; if the page moved on meanwhile, the split
                     // was completed (nothing is posted on an unfinished split).
-                    Err(Restart) if !self.still_head(page, guard) => {
+                    Err(Restart(_)) if !self.still_head(page, guard) => {
                         return Ok(false);
                     }
-                    Err(Restart) => {
+                    Err(Restart(_)) => {
                         retry_pause();
                         continue;
                     }
@@ -267,7 +283,7 @@ where
                 // invariant that means the page moved on (its split completed and later changes
                 // followed); if its head is still the split delta, our view is inconsistent.
                 return if self.still_head(page, guard) {
-                    Err(Restart)
+                    Err(Restart(RestartCause::SplitView))
                 } else {
                     Ok(false)
                 };
@@ -286,7 +302,9 @@ where
                 right_high.clone(),
                 parent_node.meta.size + 1,
             );
-            match self.table.cas(parent.pid, parent.node, entry, guard) {
+            let installed = self.table.cas(parent.pid, parent.node, entry, guard);
+            self.stats.cas(CasKind::IndexEntry, installed.is_ok());
+            match installed {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
@@ -339,8 +357,8 @@ where
         let root = Pid(self.root.load(Ordering::Acquire));
         if root != page.pid {
             // Another thread already grew the tree (a parent level will now be found), or the page
-            // is no longer the root.
-            return Err(Restart);
+            // is no longer the root. (The cause is not counted: the caller retries its own step.)
+            return Err(Restart(RestartCause::SplitView));
         }
         // The page may have become the root by a collapse of its parent after our caller checked
         // the right half: then the split was complete and its right half has been removed since
@@ -361,14 +379,15 @@ where
         let new_pid = self.table.allocate(new_root, guard);
         // AcqRel: Release publishes the new root PID after its page (stored with Release in
         // `allocate`); Acquire on failure: we look at the winner's root next.
-        match self
-            .root
-            .compare_exchange(root.0, new_pid.0, Ordering::AcqRel, Ordering::Acquire)
-        {
+        let switched =
+            self.root
+                .compare_exchange(root.0, new_pid.0, Ordering::AcqRel, Ordering::Acquire);
+        self.stats.cas(CasKind::RootGrow, switched.is_ok());
+        match switched {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.table.free_unpublished(new_pid, guard);
-                Err(Restart)
+                Err(Restart(RestartCause::SplitView))
             }
         }
     }

@@ -17,6 +17,27 @@ pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
+/// Atomics that loom deliberately does not see: the statistics counters (see `counters`), which
+/// carry no protocol data. They are the standard library's under every cfg, so a model explores the
+/// same interleavings with statistics on or off.
+pub(crate) mod unmodeled {
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+}
+
+/// The ordering of the loads that read a published page state or the root PID.
+///
+/// `Acquire`, pairing with the `Release` half of the CAS or store that published it. Only in the
+/// research build `RUSTFLAGS="--cfg bwtree_relaxed_loads"` is it `Relaxed`, to measure what the
+/// acquire loads cost (SIGMOD'18 §6.3 removed atomics from a single-threaded read-only run). **That
+/// build is unsound as soon as a tree is used by more than one thread**: a reader could see a page
+/// pointer before the page's contents. It exists for single-threaded measurements only, and is a
+/// `--cfg` rather than a cargo feature so that no dependent crate can switch it on by accident.
+#[cfg(not(bwtree_relaxed_loads))]
+pub(crate) const PUBLISHED_LOAD: Ordering = Ordering::Acquire;
+/// See the other definition: the unsound, single-thread-only research variant.
+#[cfg(bwtree_relaxed_loads)]
+pub(crate) const PUBLISHED_LOAD: Ordering = Ordering::Relaxed;
+
 /// Gives other threads a chance to run inside a retry loop.
 ///
 /// Under loom every retry loop must yield, or the model checker would explore an unbounded spin.

@@ -25,10 +25,12 @@ use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::chain::{self, Probe};
+use crate::counters::Local;
 use crate::fault::{self, Fault};
 use crate::mapping::Pid;
 use crate::node::{Body, Kind, NodeRef, RemovalState};
-use crate::sync::{Ordering, retry_pause};
+use crate::stats::{RestartCause, SmoKind};
+use crate::sync::{PUBLISHED_LOAD, retry_pause};
 
 /// A page as loaded at one moment: its PID and the head of its chain.
 pub(crate) struct PageRef<'g, K, V> {
@@ -60,9 +62,9 @@ pub(crate) enum Intent {
     Write,
 }
 
-/// The descent must start over from the root.
+/// The descent must start over from the root, and why (counted in the statistics).
 #[derive(Debug)]
-pub(crate) struct Restart;
+pub(crate) struct Restart(pub(crate) RestartCause);
 
 impl<K, V> BwTree<K, V>
 where
@@ -80,30 +82,37 @@ where
     ) -> Result<PageRef<'g, K, V>, Restart> {
         loop {
             let Some(node) = self.table.load(pid, guard) else {
-                return Err(Restart);
+                return Err(Restart(RestartCause::PageGone));
             };
             let page = PageRef { pid, node };
             match node.body() {
                 // A page frozen for removal or collapse: finish that first, then start over (its keys
                 // are moving, so the route that led here is out of date).
                 Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
+                    self.stats.help(SmoKind::Remove);
                     self.help_remove(page, guard);
-                    return Err(Restart);
+                    return Err(Restart(RestartCause::PageRemoved));
                 }
                 Body::Collapse => {
+                    self.stats.help(SmoKind::Collapse);
                     self.help_collapse(page, guard);
-                    return Err(Restart);
+                    return Err(Restart(RestartCause::RootCollapsed));
                 }
                 // A pending index-term-delete on top is committed by whoever sees it (see `merge`).
                 Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
+                    self.stats.help(SmoKind::IndexDelete);
                     delete.removal.decide(true);
                 }
                 _ => {}
             }
             let unfinished_split = node.kind == Kind::Split;
             if probe.right_of(node.high()) {
-                if unfinished_split && !fault::active(Fault::SkipHelpAlong) {
-                    self.complete_split(page, guard)?;
+                // Counted as help-along only if the entry was missing (the split was unfinished).
+                if unfinished_split
+                    && !fault::active(Fault::SkipHelpAlong)
+                    && self.complete_split(page, guard)?
+                {
+                    self.stats.help(SmoKind::Split);
                 }
                 pid = node.meta.right;
                 debug_assert!(!pid.is_none(), "a bounded page always has a right sibling");
@@ -124,9 +133,12 @@ where
         probe: &P,
         guard: &'g Guard,
     ) -> Result<PageRef<'g, K, V>, Restart> {
-        let node = self.table.load(pid, guard).ok_or(Restart)?;
+        let node = self
+            .table
+            .load(pid, guard)
+            .ok_or(Restart(RestartCause::PageGone))?;
         if !node.is_leaf() || (node.low().is_some() && !probe.right_of(node.low())) {
-            return Err(Restart);
+            return Err(Restart(RestartCause::StaleRoute));
         }
         self.settle(pid, probe, Intent::Read, guard)
     }
@@ -142,9 +154,29 @@ where
         intent: Intent,
         guard: &'g Guard,
     ) -> Option<PageRef<'g, K, V>> {
+        self.descend_counted(probe, level, intent, guard, self.stats.local())
+    }
+
+    /// [`BwTree::descend`], counting into `stats` (the caller's counters, looked up once per
+    /// operation): restarts by cause, and the chain length of every page it settles on.
+    pub(crate) fn descend_counted<'g, P: Probe<K>>(
+        &self,
+        probe: &P,
+        level: u8,
+        intent: Intent,
+        guard: &'g Guard,
+        stats: Option<Local<'_>>,
+    ) -> Option<PageRef<'g, K, V>> {
+        let restart = |cause| {
+            if let Some(stats) = stats {
+                stats.restart(cause);
+            }
+            retry_pause();
+        };
         'restart: loop {
-            // Acquire: pairs with the Release of the CAS that installed this root PID.
-            let root = Pid(self.root.load(Ordering::Acquire));
+            // Acquire: pairs with the Release of the CAS that installed this root PID
+            // (`PUBLISHED_LOAD`, see `sync`).
+            let root = Pid(self.root.load(PUBLISHED_LOAD));
             // A root below the target level means the level does not exist. Checked before settling
             // on the root: settling may help a split of the root, and helping a split is what asks
             // for the level above it, so doing it here would recurse.
@@ -152,24 +184,32 @@ where
                 Some(node) if node.meta.level < level => return None,
                 Some(_) => {}
                 None => {
-                    retry_pause();
+                    restart(RestartCause::PageGone);
                     continue 'restart;
                 }
             }
-            let Ok(mut page) = self.settle(root, probe, Intent::Read, guard) else {
-                retry_pause();
-                continue 'restart;
+            let mut page = match self.settle(root, probe, Intent::Read, guard) {
+                Ok(page) => page,
+                Err(Restart(cause)) => {
+                    restart(cause);
+                    continue 'restart;
+                }
             };
             loop {
                 let node = page.node();
                 let here = node.meta.level;
+                if let Some(stats) = stats {
+                    stats.chain(here, node.meta.depth);
+                }
                 if here < level {
                     return None;
                 }
                 if here == level {
-                    if intent == Intent::Write && self.finish_top_smo(page, guard).is_err() {
-                        retry_pause();
-                        continue 'restart;
+                    if intent == Intent::Write {
+                        if let Err(Restart(cause)) = self.finish_top_smo(page, guard) {
+                            restart(cause);
+                            continue 'restart;
+                        }
                     }
                     return Some(page);
                 }
@@ -177,8 +217,12 @@ where
                 match self.settle(child, probe, Intent::Read, guard) {
                     // A child is always exactly one level down; anything else is a stale route.
                     Ok(next) if next.node().meta.level + 1 == here => page = next,
-                    _ => {
-                        retry_pause();
+                    Ok(_) => {
+                        restart(RestartCause::StaleRoute);
+                        continue 'restart;
+                    }
+                    Err(Restart(cause)) => {
+                        restart(cause);
                         continue 'restart;
                     }
                 }
@@ -197,18 +241,24 @@ where
     ) -> Result<(), Restart> {
         match page.node().body() {
             Body::Split(_) if !fault::active(Fault::SkipHelpAlong) => {
-                self.complete_split(page, guard)?;
+                let posted = self.complete_split(page, guard)?;
+                if posted {
+                    self.stats.help(SmoKind::Split);
+                }
             }
             Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
+                self.stats.help(SmoKind::IndexDelete);
                 delete.removal.decide(true);
             }
             Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
+                self.stats.help(SmoKind::Remove);
                 self.help_remove(page, guard);
-                return Err(Restart);
+                return Err(Restart(RestartCause::PageRemoved));
             }
             Body::Collapse => {
+                self.stats.help(SmoKind::Collapse);
                 self.help_collapse(page, guard);
-                return Err(Restart);
+                return Err(Restart(RestartCause::RootCollapsed));
             }
             _ => {}
         }
@@ -224,6 +274,19 @@ where
         guard: &'g Guard,
     ) -> PageRef<'g, K, V> {
         self.descend(probe, 0, intent, guard)
+            .expect("every tree has a leaf level")
+    }
+
+    /// [`BwTree::find_leaf`] for an operation that already holds its counters.
+    #[inline]
+    pub(crate) fn find_leaf_counted<'g, P: Probe<K>>(
+        &self,
+        probe: &P,
+        intent: Intent,
+        guard: &'g Guard,
+        stats: Option<Local<'_>>,
+    ) -> PageRef<'g, K, V> {
+        self.descend_counted(probe, 0, intent, guard, stats)
             .expect("every tree has a leaf level")
     }
 }

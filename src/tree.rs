@@ -7,6 +7,7 @@ use crossbeam_epoch::{Collector, Guard, LocalHandle};
 
 use crate::chain::First;
 use crate::config::{Config, ConfigError};
+use crate::counters::Stats;
 use crate::iter::Range;
 use crate::mapping::{MappingTable, Pid};
 use crate::node;
@@ -37,6 +38,8 @@ pub struct BwTree<K = u64, V = u64> {
     pub(crate) config: Config,
     /// The epoch collector that protects this tree's pages; `None` for crossbeam's default one.
     collector: Option<Collector>,
+    /// Per-thread statistics counters (see [`BwTree::stats`]).
+    pub(crate) stats: Stats,
 }
 
 impl<K, V> BwTree<K, V>
@@ -72,6 +75,7 @@ where
         let tree = BwTree {
             table,
             root: AtomicU64::new(0),
+            stats: Stats::new(config.statistics),
             config,
             collector,
         };

@@ -18,7 +18,8 @@ use crate::BwTree;
 use crate::chain::{self, At};
 use crate::mapping::Pid;
 use crate::node::{self, OwnedNode};
-use crate::traverse::{Intent, PageRef};
+use crate::stats::{CasKind, OpKind};
+use crate::traverse::{Intent, PageRef, Restart};
 
 impl<K, V> BwTree<K, V>
 where
@@ -28,13 +29,15 @@ where
     /// The value stored for `key`, borrowed for the guard's lifetime.
     #[inline]
     pub(crate) fn lookup<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
-        let leaf = self.find_leaf(&At(key), Intent::Read, guard);
+        let op = self.stats.op(OpKind::Get);
+        let leaf = self.find_leaf_counted(&At(key), Intent::Read, guard, op.local());
         chain::leaf_get(leaf.node(), key)
     }
 
     /// Inserts or overwrites `key`; returns the value it replaced.
     pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
-        let mut page = self.find_leaf(&At(&key), Intent::Write, guard);
+        let op = self.stats.op(OpKind::Insert);
+        let mut page = self.find_leaf_counted(&At(&key), Intent::Write, guard, op.local());
         let mut delta = node::insert_delta(page.node(), key, value, 0, None);
         loop {
             let node = page.node();
@@ -45,7 +48,9 @@ where
                 node.meta.size + u32::from(previous.is_none()),
                 found.position,
             );
-            match self.table.cas(page.pid, page.node, delta, guard) {
+            let installed = self.table.cas(page.pid, page.node, delta, guard);
+            op.cas(CasKind::Insert, installed.is_ok());
+            match installed {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
@@ -66,7 +71,8 @@ where
 
     /// Removes `key`; returns the value it had. Posts nothing if the key is absent.
     pub(crate) fn delete<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
-        let mut page = self.find_leaf(&At(key), Intent::Write, guard);
+        let op = self.stats.op(OpKind::Remove);
+        let mut page = self.find_leaf_counted(&At(key), Intent::Write, guard, op.local());
         let mut delta: Option<OwnedNode<K, V>> = None;
         loop {
             let node = page.node();
@@ -80,7 +86,9 @@ where
                 }
                 None => node::delete_delta(node, key.clone(), size, found.position),
             };
-            match self.table.cas(page.pid, page.node, new, guard) {
+            let installed = self.table.cas(page.pid, page.node, new, guard);
+            op.cas(CasKind::Delete, installed.is_ok());
+            match installed {
                 Ok(installed) => {
                     self.maintain(
                         PageRef {
@@ -104,7 +112,10 @@ where
         crate::sync::retry_pause();
         match self.settle(pid, &At(key), Intent::Write, guard) {
             Ok(page) => page,
-            Err(_) => self.find_leaf(&At(key), Intent::Write, guard),
+            Err(Restart(cause)) => {
+                self.stats.restart(cause);
+                self.find_leaf(&At(key), Intent::Write, guard)
+            }
         }
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Environment: `BWTREE_SCAN_WRITES` raises the number of writes per writer thread;
 //! `BWTREE_SCAN_SEED` fixes the workload's seed.
+#![cfg(not(loom))] // uses the maintenance thread, which loom builds leave out
 
 mod support;
 

@@ -32,8 +32,9 @@ use crate::BwTree;
 use crate::chain::{self, At};
 use crate::mapping::Pid;
 use crate::node::{self, Body, NodeRef};
+use crate::stats::CasKind;
 use crate::sync::retry_pause;
-use crate::traverse::{Intent, PageRef};
+use crate::traverse::{Intent, PageRef, Restart};
 
 /// One input item on its way into the tree.
 pub(crate) struct Entry<K, V> {
@@ -243,7 +244,9 @@ where
             let size = u32::try_from(size).expect("a page holds fewer than 2^32 entries");
             let delta = node::batch_delta(node, posted.into_iter(), size);
             run.metrics.cas_attempts += 1;
-            match self.table.cas(page.pid, page.node, delta, guard) {
+            let installed = self.table.cas(page.pid, page.node, delta, guard);
+            self.stats.cas(CasKind::Batch, installed.is_ok());
+            match installed {
                 Ok(installed) => {
                     let Body::Batch(batch) = installed.body() else {
                         unreachable!("a batch delta was installed")
@@ -295,7 +298,10 @@ where
         retry_pause();
         match self.settle(pid, &At(key), Intent::Write, guard) {
             Ok(page) => page,
-            Err(_) => self.find_leaf(&At(key), Intent::Write, guard),
+            Err(Restart(cause)) => {
+                self.stats.restart(cause);
+                self.find_leaf(&At(key), Intent::Write, guard)
+            }
         }
     }
 

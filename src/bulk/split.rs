@@ -29,6 +29,7 @@ use crate::chain;
 use crate::mapping::Pid;
 use crate::node::{self, NodeRef};
 use crate::reclaim::retire_chain;
+use crate::stats::{CasKind, Counter};
 use crate::sync::retry_pause;
 use crate::traverse::PageRef;
 
@@ -97,8 +98,11 @@ where
         );
         let delta = node::split_delta(lower.as_ref(), separator, right, high);
         let _ = lower.into_raw();
-        match self.table.cas(page.pid, page.node, delta, guard) {
+        let installed = self.table.cas(page.pid, page.node, delta, guard);
+        self.stats.cas(CasKind::Split, installed.is_ok());
+        match installed {
             Ok(installed) => {
+                self.stats.done(Counter::Split, 0, (sizes.len() - 1) as u64);
                 // SAFETY: the CAS unlinked the old chain; the pieces own copies of every key and
                 // value, so nothing live points into it.
                 unsafe { retire_chain(page.node, guard) };
