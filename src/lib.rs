@@ -36,6 +36,6 @@ pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Ma
 pub use invariants::InvariantViolation;
 pub use iter::Range;
 pub use maintenance::{MaintenanceHandle, MaintenanceReport};
-pub use map::ConcurrentMap;
+pub use map::{ConcurrentMap, TreeShape};
 pub use shape::Shape;
 pub use tree::{BwTree, ForeignHandle, Pinned};
