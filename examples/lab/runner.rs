@@ -7,15 +7,17 @@
 //! distributions and map factories.
 
 use std::ops::Bound;
-use std::sync::Barrier;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::keys::{Chooser, KeySet, value_of};
 use crate::maps::LabMap;
 use crate::workload::{InsertKeys, OpMix};
 
-/// Operations between two reads of the stop flag.
+/// Operations between two reads of the clock (one read costs about as much as a few percent of a
+/// point operation). Scan-only mixes read it after every scan: a batch of long scans would keep a
+/// thread that was descheduled at the deadline running well past it.
 const OPS_PER_CHECK: usize = 16;
 
 /// One measurement: what to run, on what, how long and how often.
@@ -143,52 +145,70 @@ struct Tally {
     pairs: u64,
     /// Fresh inserts done: slots `thread + threads·j` for `j < fresh`.
     fresh: u64,
-    /// When the thread left the start barrier and when it stopped.
-    start: Instant,
+    /// When the thread stopped.
     end: Instant,
     violation: Option<String>,
 }
 
-/// One timed run: start the workers together, let them run for the duration, stop them.
+/// One timed run: start the workers together, let each run until the shared deadline.
+///
+/// The workers stop themselves at the deadline instead of waiting for a signal, and they start on a
+/// flag they poll (yielding) rather than on a `Barrier`: with many more threads than cores, waking
+/// threads one after another through a condition variable, or waiting for a descheduled main thread
+/// to raise a stop flag, stretched 50 ms runs to seconds.
 fn run_once(cell: &Cell<'_>, run: u64) -> (RunResult, Vec<Tally>) {
-    let barrier = Barrier::new(cell.threads + 1);
-    let stop = AtomicBool::new(false);
+    let ready = AtomicUsize::new(0);
+    let go = AtomicBool::new(false);
+    let start = OnceLock::new();
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..cell.threads)
             .map(|t| {
-                let (barrier, stop) = (&barrier, &stop);
-                scope.spawn(move || worker(cell, run, t, barrier, stop))
+                let signals = Signals {
+                    ready: &ready,
+                    go: &go,
+                    start: &start,
+                };
+                scope.spawn(move || worker(cell, run, t, signals))
             })
             .collect();
-        barrier.wait();
-        std::thread::sleep(cell.duration);
-        // Relaxed: the flag carries no data; workers only need to see it eventually, and their
-        // results come back through `join`, which synchronises.
-        stop.store(true, Ordering::Relaxed);
+        // Relaxed: the count only paces this loop; what the workers read after `go` is published by
+        // the Release store below.
+        while ready.load(Ordering::Relaxed) < cell.threads {
+            std::thread::yield_now();
+        }
+        start
+            .set(Instant::now())
+            .expect("the start time is set once per run");
+        // Release: pairs with the workers' Acquire load, so they see the start time set above.
+        go.store(true, Ordering::Release);
         workers
             .into_iter()
             .map(|w| w.join().expect("a lab worker panicked"))
             .collect()
     });
-    // The run spans from the first worker's start to the last one's stop, as the workers saw them:
-    // on an oversubscribed machine the main thread may be descheduled right after the barrier, so
-    // its own clock would miss part of the work.
-    let start = tallies.iter().map(|t| t.start).min();
-    let end = tallies.iter().map(|t| t.end).max();
-    let secs = match (start, end) {
-        (Some(start), Some(end)) => end.duration_since(start).as_secs_f64(),
-        _ => 0.0,
-    };
+    let start = *start.get().expect("set before the workers started");
+    let end = tallies.iter().map(|t| t.end).max().unwrap_or(start);
     let totals = RunResult {
         ops: tallies.iter().map(|t| t.ops).sum(),
         pairs: tallies.iter().map(|t| t.pairs).sum(),
-        secs: secs.max(1e-9),
+        secs: end.duration_since(start).as_secs_f64().max(1e-9),
     };
     (totals, tallies)
 }
 
-/// A worker: operations until the stop flag, each one checked.
-fn worker(cell: &Cell<'_>, run: u64, thread: usize, barrier: &Barrier, stop: &AtomicBool) -> Tally {
+/// How a run's workers are started.
+#[derive(Clone, Copy)]
+struct Signals<'a> {
+    /// Workers ready to start.
+    ready: &'a AtomicUsize,
+    /// Raised once the start time is set.
+    go: &'a AtomicBool,
+    /// When the run started; the deadline is this plus the cell's duration.
+    start: &'a OnceLock<Instant>,
+}
+
+/// A worker: operations until the deadline, each one checked.
+fn worker(cell: &Cell<'_>, run: u64, thread: usize, signals: Signals<'_>) -> Tally {
     let mix = cell.mix;
     let (get_cut, insert_cut, remove_cut) = (
         mix.get,
@@ -204,17 +224,23 @@ fn worker(cell: &Cell<'_>, run: u64, thread: usize, barrier: &Barrier, stop: &At
     let mut out = Vec::with_capacity(mix.scan_len);
     let map = cell.map;
     let keys = cell.keys;
-    barrier.wait();
+    // Relaxed: see `run_once`.
+    signals.ready.fetch_add(1, Ordering::Relaxed);
+    // Acquire: pairs with the Release store of `go`, which follows setting the start time.
+    while !signals.go.load(Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    let deadline = *signals.start.get().expect("set before `go`") + cell.duration;
     let mut tally = Tally {
         ops: 0,
         pairs: 0,
         fresh: 0,
-        start: Instant::now(),
         end: Instant::now(),
         violation: None,
     };
+    let ops_per_check = if mix.scan == 100 { 1 } else { OPS_PER_CHECK };
     'run: loop {
-        for _ in 0..OPS_PER_CHECK {
+        for _ in 0..ops_per_check {
             let pick = if mix.get == 100 { 0 } else { stream.percent() };
             let outcome = if pick < get_cut {
                 let key = keys.sorted(stream.next_index());
@@ -258,8 +284,7 @@ fn worker(cell: &Cell<'_>, run: u64, thread: usize, barrier: &Barrier, stop: &At
             }
             tally.ops += 1;
         }
-        // Relaxed: see `run_once`.
-        if stop.load(Ordering::Relaxed) {
+        if Instant::now() >= deadline {
             break;
         }
     }
