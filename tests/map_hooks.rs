@@ -4,7 +4,9 @@
 use bwtree::baselines::{CoarseLockMap, LockCouplingBTree, OlcBTree};
 use bwtree::{BwTree, ConcurrentMap};
 
-fn load(map: &dyn ConcurrentMap<u64, u64>, n: u64) {
+type Map = dyn ConcurrentMap<u64, u64>;
+
+fn load(map: &Map, n: u64) {
     for i in 0..n {
         map.insert(i.wrapping_mul(0x9E37_79B9_7F4A_7C15), i);
     }
@@ -50,7 +52,7 @@ fn tree_shape_matches_the_maps_own_reports() {
 
 #[test]
 fn baseline_counters_are_named_and_grow() {
-    let maps: Vec<(Box<dyn ConcurrentMap<u64, u64>>, &[&str])> = vec![
+    let maps: Vec<(Box<Map>, &[&str])> = vec![
         (Box::new(OlcBTree::new()), &["restarts", "lock_waits"]),
         (
             Box::new(LockCouplingBTree::<u64, u64>::new()),
