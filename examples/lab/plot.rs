@@ -20,6 +20,8 @@ type Metric = fn(&Checkpoint) -> Option<f64>;
 /// One line of a figure.
 struct Series {
     name: String,
+    /// The map's position in the report, so that a map has the same colour in every figure.
+    colour: usize,
     points: Vec<(f64, f64)>,
 }
 
@@ -32,8 +34,10 @@ pub fn write(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, Str
         let series: Vec<Series> = results
             .maps
             .iter()
-            .map(|m| Series {
+            .enumerate()
+            .map(|(colour, m)| Series {
                 name: m.clone(),
+                colour,
                 points: threads
                     .iter()
                     .enumerate()
@@ -92,6 +96,7 @@ pub fn write(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, Str
             .iter()
             .map(|l| Series {
                 name: l.map.clone(),
+                colour: results.maps.iter().position(|m| *m == l.map).unwrap_or(0),
                 points: l
                     .checkpoints
                     .iter()
@@ -149,7 +154,8 @@ fn line_chart(
             (lo - 0.2, hi.max(lo + 1.0) + 0.2)
         }
     };
-    let y_hi = points().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.12;
+    // Headroom for the legend in the upper right corner.
+    let y_hi = points().map(|p| p.1).fold(0.0, f64::max).max(1e-9) * 1.35;
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -193,17 +199,22 @@ fn line_chart(
         chart
             .draw_series(std::iter::once(Text::new(
                 "oversubscribed (threads > cores)",
-                (from + 0.05, y_hi * 0.97),
+                (from + 0.05, y_hi * 0.05),
                 ("sans-serif", 13),
             )))
             .map_err(|e| err(&e))?;
     }
-    for (i, s) in series.iter().enumerate() {
+    // The subject last, so that its line is drawn over the others.
+    let order = series
+        .iter()
+        .filter(|s| s.name != SUBJECT)
+        .chain(series.iter().filter(|s| s.name == SUBJECT));
+    for s in order {
         let subject = s.name == SUBJECT;
         let color: RGBAColor = if subject {
             BLACK.to_rgba()
         } else {
-            Palette99::pick(i).to_rgba()
+            Palette99::pick(s.colour).to_rgba()
         };
         let style = color.stroke_width(if subject { 3 } else { 2 });
         chart
