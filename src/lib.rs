@@ -44,7 +44,7 @@ pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Ma
 pub use invariants::InvariantViolation;
 pub use iter::Range;
 pub use maintenance::{MaintenanceHandle, MaintenanceReport};
-pub use map::ConcurrentMap;
+pub use map::{ConcurrentMap, TreeShape};
 pub use shape::Shape;
 pub use stats::{CHAIN_BUCKETS, CasKind, Level, OpKind, RestartCause, SmoKind, StatsSnapshot};
 pub use tree::{BwTree, ForeignHandle, Pinned};

@@ -44,6 +44,40 @@ pub trait ConcurrentMap<K, V>: Send + Sync {
     fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
         keys.iter().map(|key| self.get(key)).collect()
     }
+
+    /// Event counters the map keeps (CAS retries, restarts, latch waits, ...), as `(name, count)`
+    /// pairs totalled since the map was built; empty when the map counts nothing.
+    ///
+    /// Counts are exact once the threads that caused them have been joined. The lab reports the
+    /// difference between two calls, per operation, so a counter must only ever grow.
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
+    /// Height and node utilization, for maps that are trees and can report them; `None` otherwise.
+    ///
+    /// May walk the whole structure: call it between measurements, not on a hot path. Exact when no
+    /// thread is writing.
+    fn tree_shape(&self) -> Option<TreeShape> {
+        None
+    }
+}
+
+/// Height and node utilization of a tree-shaped map, as returned by [`ConcurrentMap::tree_shape`].
+///
+/// Fields a map cannot report cheaply are `None`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TreeShape {
+    /// Number of levels; 1 when the root is a leaf.
+    pub height: usize,
+    /// Number of leaves.
+    pub leaves: Option<usize>,
+    /// Number of inner nodes.
+    pub inner_nodes: Option<usize>,
+    /// Average fraction of a leaf's slots in use, in `0..=1`.
+    pub leaf_fill: Option<f64>,
+    /// Average fraction of an inner node's child slots in use, in `0..=1`.
+    pub inner_fill: Option<f64>,
 }
 
 impl<K, V> ConcurrentMap<K, V> for BwTree<K, V>
@@ -83,5 +117,21 @@ where
 
     fn get_many(&self, keys: &[K]) -> Vec<Option<V>> {
         BwTree::get_many(self, keys)
+    }
+
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        BwTree::stats(self).to_pairs()
+    }
+
+    fn tree_shape(&self) -> Option<TreeShape> {
+        let shape = BwTree::shape(self);
+        Some(TreeShape {
+            height: shape.height,
+            leaves: Some(shape.leaves),
+            inner_nodes: Some(shape.inner_pages),
+            leaf_fill: Some(shape.leaf_fill),
+            // A tree of one leaf has no inner page, and `Shape` reports 0 for it.
+            inner_fill: (shape.inner_pages > 0).then_some(shape.inner_fill),
+        })
     }
 }

@@ -92,6 +92,10 @@ where
         "coarse-rwlock"
     }
 
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![("lock_waits", self.lock_waits())]
+    }
+
     fn insert(&self, key: K, value: V) -> Option<V> {
         self.write().insert(key, value)
     }

@@ -13,7 +13,7 @@ use super::{
     DEFAULT_INNER_CAPACITY, DEFAULT_LEAF_CAPACITY, Shape, StripedCounter, below_hi,
     check_capacities, is_empty_range, read_lock, write_lock,
 };
-use crate::{ConcurrentMap, ConfigError};
+use crate::{ConcurrentMap, ConfigError, TreeShape};
 
 /// A pointer to a latched node owned by a [`LockCouplingBTree`].
 ///
@@ -484,6 +484,17 @@ where
     K: Ord + Clone + Send + Sync,
     V: Clone + Send + Sync,
 {
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("latch_waits", self.latch_waits()),
+            ("pessimistic_descents", self.pessimistic_descents()),
+        ]
+    }
+
+    fn tree_shape(&self) -> Option<TreeShape> {
+        Some(LockCouplingBTree::shape(self).summary())
+    }
+
     fn name(&self) -> &'static str {
         "lock-coupling-btree"
     }

@@ -63,7 +63,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockE
 
 use crossbeam_utils::CachePadded;
 
-use crate::{ConfigError, MAX_PAGE_CAPACITY};
+use crate::{ConfigError, MAX_PAGE_CAPACITY, TreeShape};
 
 /// Leaf capacity (entries per leaf) that `LockCouplingBTree::new()` uses (the Bw-tree's default page
 /// size).
@@ -110,6 +110,18 @@ impl Shape {
             inner_nodes,
             entries,
             avg_leaf_fill,
+        }
+    }
+
+    /// The trait-level summary ([`ConcurrentMap::tree_shape`](crate::ConcurrentMap::tree_shape)).
+    /// Inner fill is not tracked by the baselines' walks.
+    fn summary(&self) -> TreeShape {
+        TreeShape {
+            height: self.height,
+            leaves: Some(self.leaves),
+            inner_nodes: Some(self.inner_nodes),
+            leaf_fill: Some(self.avg_leaf_fill),
+            inner_fill: None,
         }
     }
 }

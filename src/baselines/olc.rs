@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering, fence};
 use crossbeam_utils::CachePadded;
 
 use super::{Shape, StripedCounter, below_hi, check_capacities, is_empty_range};
-use crate::{ConcurrentMap, ConfigError};
+use crate::{ConcurrentMap, ConfigError, TreeShape};
 
 /// Version bit: the node was unlinked and must not be used (never set under the no-merge policy).
 const OBSOLETE: u64 = 0b01;
@@ -894,6 +894,17 @@ impl Drop for OlcBTree {
 }
 
 impl ConcurrentMap<u64, u64> for OlcBTree {
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("restarts", self.restarts()),
+            ("lock_waits", self.lock_waits()),
+        ]
+    }
+
+    fn tree_shape(&self) -> Option<TreeShape> {
+        Some(OlcBTree::shape(self).summary())
+    }
+
     fn name(&self) -> &'static str {
         "olc-btree"
     }
