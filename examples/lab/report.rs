@@ -266,7 +266,8 @@ fn counters(results: &Results, md: &mut String) {
         md,
         "What each map counts about itself (`ConcurrentMap::stats()`), as the increase during a cell divided by \
          the operations of that cell: CAS retries for the Bw-tree, restarts and lock waits for the optimistic \
-         B+tree, latch waits for the lock-based maps.\n"
+         B+tree, latch waits for the lock-based maps. Counters that stayed at zero are left out (all are in \
+         `counters.csv`).\n"
     );
     let silent: Vec<&String> = results
         .maps
@@ -293,12 +294,22 @@ fn counters(results: &Results, md: &mut String) {
                 .map(|c| c.result.per_op.iter().map(|&(n, _)| n).collect())
                 .unwrap_or_default();
             for name in names {
+                let values: Vec<Option<f64>> = threads
+                    .iter()
+                    .map(|&t| {
+                        results
+                            .cell(workload, map, t)
+                            .and_then(|c| c.result.per_op.iter().find(|(n, _)| *n == name))
+                            .map(|&(_, v)| v)
+                    })
+                    .collect();
+                // Counters that stayed at zero in every cell are in counters.csv only.
+                if values.iter().all(|v| v.is_none_or(|v| v == 0.0)) {
+                    continue;
+                }
                 let mut row = format!("| {map} | {name} |");
-                for &t in &threads {
-                    let value = results
-                        .cell(workload, map, t)
-                        .and_then(|c| c.result.per_op.iter().find(|(n, _)| *n == name))
-                        .map_or("–".to_string(), |&(_, v)| format!("{v:.4}"));
+                for value in values {
+                    let value = value.map_or("–".to_string(), |v| format!("{v:.4}"));
                     let _ = write!(row, " {value} |");
                 }
                 rows.push(row);
