@@ -6,6 +6,7 @@ pub mod baselines;
 mod chain;
 mod config;
 mod fault;
+mod handles;
 mod invariants;
 mod iter;
 mod maintenance;

@@ -3,10 +3,11 @@
 use core::fmt;
 use core::ops::RangeBounds;
 
-use crossbeam_epoch::{Collector, Guard, LocalHandle};
+use crossbeam_epoch::{Collector, LocalHandle};
 
 use crate::chain::First;
 use crate::config::{Config, ConfigError};
+use crate::handles::{Handles, TreeGuard};
 use crate::iter::Range;
 use crate::mapping::{MappingTable, Pid};
 use crate::node;
@@ -35,8 +36,9 @@ pub struct BwTree<K = u64, V = u64> {
     /// PID of the root page.
     pub(crate) root: AtomicU64,
     pub(crate) config: Config,
-    /// The epoch collector that protects this tree's pages; `None` for crossbeam's default one.
-    collector: Option<Collector>,
+    /// The epoch collector that protects this tree's pages, with the tree's pool of handles of it;
+    /// `None` for crossbeam's default collector.
+    handles: Option<Handles>,
 }
 
 impl<K, V> BwTree<K, V>
@@ -60,8 +62,8 @@ where
     ///
     /// With its own collector, dropping the tree (and every [`LocalHandle`] of the collector) frees
     /// all retired pages at once, which leak tests rely on, and model checkers can give each thread
-    /// its own handle ([`BwTree::pin_with`]). Operations that are not given a handle register a
-    /// short-lived one, which is slower than the default collector's thread-local handle.
+    /// its own handle ([`BwTree::pin_with`]). Operations that are not given a handle take one from a
+    /// small pool of handles that the tree keeps for its collector (and drops with the tree).
     pub fn with_collector(config: Config, collector: Collector) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self::build(config, Some(collector)))
@@ -73,7 +75,7 @@ where
             table,
             root: AtomicU64::new(0),
             config,
-            collector,
+            handles: collector.map(Handles::new),
         };
         let empty_leaf = node::leaf_base(None, None, Pid::NONE, core::iter::empty());
         let root = tree.table.allocate(empty_leaf, &tree.guard());
@@ -89,10 +91,10 @@ where
     }
 
     /// Pins the current thread in this tree's epoch collector.
-    pub(crate) fn guard(&self) -> Guard {
-        match &self.collector {
-            None => crossbeam_epoch::pin(),
-            Some(collector) => collector.register().pin(),
+    pub(crate) fn guard(&self) -> TreeGuard<'_> {
+        match &self.handles {
+            None => TreeGuard::unpooled(crossbeam_epoch::pin()),
+            Some(handles) => handles.pin(),
         }
     }
 
@@ -200,8 +202,8 @@ where
     /// Like [`BwTree::pin`], using a handle of this tree's collector (see
     /// [`BwTree::with_collector`]). Fails if `handle` belongs to another collector.
     pub fn pin_with(&self, handle: &LocalHandle) -> Result<Pinned<'_, K, V>, ForeignHandle> {
-        let ours = match &self.collector {
-            Some(collector) => handle.collector() == collector,
+        let ours = match &self.handles {
+            Some(handles) => handle.collector() == handles.collector(),
             None => handle.collector() == crossbeam_epoch::default_collector(),
         };
         if !ours {
@@ -209,7 +211,7 @@ where
         }
         Ok(Pinned {
             tree: self,
-            guard: handle.pin(),
+            guard: TreeGuard::unpooled(handle.pin()),
         })
     }
 }
@@ -254,7 +256,7 @@ impl std::error::Error for ForeignHandle {}
 /// for the handle's lifetime instead of cloned. Created by [`BwTree::pin`] or [`BwTree::pin_with`].
 pub struct Pinned<'t, K, V> {
     tree: &'t BwTree<K, V>,
-    guard: Guard,
+    guard: TreeGuard<'t>,
 }
 
 impl<K, V> Pinned<'_, K, V>
