@@ -118,7 +118,7 @@ where
             Ok(_) => {
                 // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
                 // everything it needs, so nothing live points into the old chain.
-                unsafe { retire_chain(page.node, guard) };
+                unsafe { retire_chain(&self.table, page.node, guard) };
                 true
             }
             // Never published: dropping it frees it.
@@ -199,7 +199,7 @@ where
         match self.table.cas(page.pid, page.node, delta, guard) {
             Ok(installed) => {
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
-                unsafe { retire_chain(page.node, guard) };
+                unsafe { retire_chain(&self.table, page.node, guard) };
                 crate::fault::split_delta_installed();
                 let split_page = PageRef {
                     pid: page.pid,
