@@ -8,6 +8,7 @@ mod chain;
 mod config;
 mod counters;
 mod fault;
+mod handles;
 mod invariants;
 mod iter;
 mod maintenance;

@@ -22,7 +22,7 @@ use core::ptr;
 use crossbeam_epoch::{Atomic, Guard, Owned};
 
 use crate::fault::{self, Fault};
-use crate::node::{Node, NodeRef, OwnedNode, free_chain};
+use crate::node::{Body, Node, NodeRef, OwnedNode, free_chain};
 use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering, PUBLISHED_LOAD};
 
 /// A logical page id: an index into the [`MappingTable`].
@@ -206,18 +206,64 @@ impl<K, V> MappingTable<K, V> {
         self.pids.push(pid, guard);
     }
 
-    /// Clears the slot of a page that was removed from the tree and hands its PID back to the
-    /// allocator after an epoch (see [`PidAllocator::recycle_after_epoch`]). The page's memory is
-    /// not touched: whoever took ownership of it (a merge delta) retires it.
-    #[allow(dead_code)] // used by page merges
-    pub(crate) fn release_removed(&self, pid: Pid, guard: &Guard) {
+    /// Clears the slot of a page that was removed from the tree, if it still holds `state` (the
+    /// page's final, frozen state), and then hands its PID back to the allocator after an epoch
+    /// (see [`PidAllocator::recycle_after_epoch`]). Returns whether this call cleared it: of all
+    /// the calls for one removal exactly one does, and only that one recycles the PID.
+    ///
+    /// The page's memory is not touched: whoever took ownership of it (a merge delta, or the
+    /// caller that retires an old root) frees it. Two kinds of callers race for one merged page:
+    /// the thread whose merge CAS succeeded, right after it, and any thread that retires a chain
+    /// holding the merge delta (see [`MappingTable::release_merged`]), which must not leave the
+    /// slot pointing into what it retires.
+    pub(crate) fn release_removed(
+        &self,
+        pid: Pid,
+        state: NodeRef<'_, K, V>,
+        guard: &Guard,
+    ) -> bool {
         let slot = self
             .slot(pid)
             .expect("releasing a PID that was never allocated");
-        // Release: orders the merge that made the page unreachable before the slot reads null;
-        // threads that load null restart from the root.
-        slot.store(ptr::null_mut(), Ordering::Release);
-        self.pids.recycle_after_epoch(pid, guard);
+        // Release: orders the merge (or root CAS) that made the page unreachable before the slot
+        // reads null; threads that load null restart from the root. Relaxed on failure: another
+        // caller cleared it, and we read nothing else through it. The slot cannot hold a new page
+        // under a reused PID: the PID is recycled only an epoch after it was cleared, and the
+        // caller has been pinned since it saw `state` reachable.
+        let cleared = slot
+            .compare_exchange(
+                state.as_ptr() as *mut Node<K, V>,
+                ptr::null_mut(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if cleared {
+            self.pids.recycle_after_epoch(pid, guard);
+        }
+        cleared
+    }
+
+    /// Clears the slots of the removed pages whose chains `head`'s chain owns through merge deltas
+    /// (nested ones included), where the merging thread has not done it yet. Called before
+    /// retiring the chain, which frees those pages too.
+    pub(crate) fn release_merged(&self, head: NodeRef<'_, K, V>, guard: &Guard) {
+        let mut pending = Vec::new();
+        let mut next = Some(head);
+        loop {
+            while let Some(node) = next {
+                if let Body::Merge(merge) = node.body() {
+                    let removed = merge.right_state();
+                    self.release_removed(merge.removed, removed, guard);
+                    pending.push(removed);
+                }
+                next = node.next();
+            }
+            match pending.pop() {
+                Some(right) => next = Some(right),
+                None => return,
+            }
+        }
     }
 
     /// The number of PIDs ever handed out (an upper bound on live pages).
@@ -241,9 +287,10 @@ impl<K, V> Drop for MappingTable<K, V> {
                 let page = slot.load(Ordering::Relaxed);
                 if !page.is_null() {
                     // SAFETY: `&mut self`: no other thread can access the table. Each live chain is
-                    // owned by exactly one slot (the slots of removed pages are cleared before their
-                    // memory changes owner), and retired chains are never in a slot, so this frees
-                    // every remaining page exactly once.
+                    // owned by exactly one slot: the slot of a page merged into another one is
+                    // cleared by the operation whose merge CAS succeeded before it returns (or
+                    // earlier, by one that retired the merging chain), and retired chains are
+                    // never in a slot, so this frees every remaining page exactly once.
                     unsafe { free_chain(page) };
                 }
             }
@@ -284,7 +331,6 @@ impl PidAllocator {
     /// Why this is enough: the caller has already made the page unreachable (no live page links to
     /// it, its slot is cleared). A thread can only learn the PID from a state it loaded while
     /// pinned; once all threads pinned before this call have left, nobody holds such a state.
-    #[allow(dead_code)] // used by page merges
     fn recycle_after_epoch(&self, pid: Pid, guard: &Guard) {
         let free = Arc::clone(&self.free);
         guard.defer(move || {

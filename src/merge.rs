@@ -23,8 +23,12 @@
 //! 3. **Merge** — on `R`'s left neighbour `L` (the page whose high key is `R`'s low key and whose
 //!    right link is `R`; found by a descent that moves right from the parent's route) a *merge*
 //!    delta is posted that takes over `R`'s key range, right link and frozen chain (which it owns
-//!    from then on: `L`'s chain becomes a tree). The thread whose merge CAS succeeds clears `R`'s
-//!    mapping-table slot and hands `R`'s PID back to the allocator after an epoch.
+//!    from then on: `L`'s chain becomes a tree). The thread whose merge CAS succeeds then clears
+//!    `R`'s mapping-table slot and hands `R`'s PID back to the allocator after an epoch — unless a
+//!    thread that retired `L`'s chain (a consolidation or split of `L`, which frees `R`'s chain
+//!    with it) got there first: retiring a chain clears the slots of the pages it merged before
+//!    deferring the free, so that no thread can reach them afterwards. The slot is cleared by a
+//!    CAS from `R`'s frozen head, so exactly one of them does it and recycles the PID.
 //!
 //! Until step 3 is done, `R`'s frozen content is still the truth for its keys: a reader routed to
 //! `L` moves right to `R`, meets the committed removal, performs step 3 itself and restarts.
@@ -272,12 +276,15 @@ where
                         // Merged earlier, and the merged page split again at the same key.
                         return;
                     }
-                    let merge = node::merge_delta(left_node, removed, low.clone());
+                    let merge = node::merge_delta(left_node, removed, page.pid, low.clone());
                     let merged = self.table.cas(left.pid, left.node, merge, guard);
                     self.stats.cas(CasKind::Merge, merged.is_ok());
                     if let Ok(installed) = merged {
                         self.stats.done(Counter::Merge, level, 1);
-                        self.table.release_removed(page.pid, guard);
+                        // The removed page is reachable only through the merge delta now (and,
+                        // until this, its slot). A thread that retires the left page's chain
+                        // before this line clears the slot itself (see `reclaim`).
+                        self.table.release_removed(page.pid, removed, guard);
                         self.after_merge(
                             PageRef {
                                 pid: left.pid,
@@ -370,10 +377,13 @@ where
         if switched {
             // Only the winner gets here, once. The slot is cleared first so that no thread loads
             // the old root afterwards; those that loaded it before are pinned and see the collapse.
-            self.table.release_removed(page.pid, guard);
+            // It still holds the collapse delta (nothing is posted on a frozen root), so the clear
+            // succeeds and the PID is recycled once.
+            let cleared = self.table.release_removed(page.pid, page.node, guard);
+            debug_assert!(cleared, "a collapsed root's slot changed after the freeze");
             // SAFETY: the old root is unreachable now (no parent links to a root, the root PID moved
             // on, its slot is cleared) and its chain is retired exactly once, by the CAS winner.
-            unsafe { retire_chain(page.node, guard) };
+            unsafe { retire_chain(&self.table, page.node, guard) };
         }
     }
 }

@@ -180,13 +180,16 @@ pub(crate) struct RemoveDelta<K, V> {
 }
 
 /// Merge delta (merge step 3) on the left neighbour: keys `>= separator` are now found in
-/// `right_state`, the frozen chain of the removed page, which this delta owns from now on.
+/// `right_state`, the frozen chain of the removed page `removed`, which this delta owns from now on.
+/// The removed page's slot may still point at `right_state` for a moment after the merge CAS; see
+/// [`MappingTable::release_removed`](crate::mapping::MappingTable::release_removed).
 #[repr(C)]
 pub(crate) struct MergeDelta<K, V> {
     node: Node<K, V>,
     next: *const Node<K, V>,
     pub(crate) separator: K,
     right_state: *const Node<K, V>,
+    pub(crate) removed: Pid,
 }
 
 /// Index-term-delete delta (merge step 2) on the parent: the child whose low key is `separator` is
@@ -817,10 +820,11 @@ pub(crate) fn remove_delta<K, V>(
 }
 
 /// A merge delta on top of `left` that takes over `right`, the frozen head of the removed page
-/// whose low key is `separator`. The delta owns `right`'s chain once published.
+/// `removed` whose low key is `separator`. The delta owns `right`'s chain once published.
 pub(crate) fn merge_delta<K, V>(
     left: NodeRef<'_, K, V>,
     right: NodeRef<'_, K, V>,
+    removed: Pid,
     separator: K,
 ) -> OwnedNode<K, V> {
     let mut meta = left.meta.clone();
@@ -836,6 +840,7 @@ pub(crate) fn merge_delta<K, V>(
         next: left.as_ptr(),
         separator,
         right_state: right.as_ptr(),
+        removed,
     })
 }
 

@@ -10,22 +10,34 @@
 //! 1. the CAS that replaced the chain succeeded, so the slot no longer points into it;
 //! 2. no other live node points into it: new base pages own copies of every key they need, and
 //!    only older nodes of the same chain point at each other;
-//! 3. any thread that still holds a pointer into it loaded that pointer while pinned, before step 1,
-//!    so the collector runs the deferred free only after that thread has unpinned.
+//! 3. no other slot points into it: the chain may own the chains of pages merged into it (through
+//!    merge deltas), and the slot of such a page is cleared by the thread whose merge CAS succeeded
+//!    only *after* that CAS. So `retire_chain` itself first clears every such slot that still
+//!    points into the chain ([`MappingTable::release_merged`]); otherwise a thread that pinned after
+//!    the retirement could still load the merged page from its slot — a maintenance pass visiting
+//!    every PID does — and read it after the deferred free;
+//! 4. any thread that still holds a pointer into it loaded that pointer while pinned, before steps 1
+//!    and 3, so the collector runs the deferred free only after that thread has unpinned.
 
 use crossbeam_epoch::Guard;
 
+use crate::mapping::MappingTable;
 use crate::node::{Node, NodeRef, free_chain};
 
-/// Hands a replaced chain to the epoch collector. See the module docs for why this is safe.
+/// Hands a replaced chain to the epoch collector, after clearing the slots of merged pages that
+/// still point into it. See the module docs for why this is safe.
 ///
 /// # Safety
-/// `head` must have just been unlinked from the mapping table by a successful CAS, and no live node
-/// may point into the chain; it must not be retired twice.
+/// `head` must have just been unlinked from `table` by a successful CAS (or by the CAS that moved
+/// the root away from its PID, with the slot cleared), and no live node may point into the chain;
+/// it must not be retired twice.
 pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
+    table: &MappingTable<K, V>,
     head: NodeRef<'_, K, V>,
     guard: &Guard,
 ) {
+    // Step 3 of the module docs: must happen before the deferral below.
+    table.release_merged(head, guard);
     let chain = SendChain(head.as_ptr() as *mut Node<K, V>);
     if crate::fault::active(crate::fault::Fault::EarlyRetire) {
         // The injected bug: free while other threads may still be reading the chain.

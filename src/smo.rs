@@ -131,7 +131,7 @@ where
                 self.stats.done(Counter::Consolidation, node.meta.level, 1);
                 // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
                 // everything it needs, so nothing live points into the old chain.
-                unsafe { retire_chain(page.node, guard) };
+                unsafe { retire_chain(&self.table, page.node, guard) };
                 true
             }
             // Never published: dropping it frees it.
@@ -215,7 +215,7 @@ where
             Ok(installed) => {
                 self.stats.done(Counter::Split, level, 1);
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
-                unsafe { retire_chain(page.node, guard) };
+                unsafe { retire_chain(&self.table, page.node, guard) };
                 crate::fault::split_delta_installed();
                 let split_page = PageRef {
                     pid: page.pid,

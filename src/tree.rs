@@ -3,11 +3,12 @@
 use core::fmt;
 use core::ops::RangeBounds;
 
-use crossbeam_epoch::{Collector, Guard, LocalHandle};
+use crossbeam_epoch::{Collector, LocalHandle};
 
 use crate::chain::First;
 use crate::config::{Config, ConfigError};
 use crate::counters::Stats;
+use crate::handles::{Handles, TreeGuard};
 use crate::iter::Range;
 use crate::mapping::{MappingTable, Pid};
 use crate::node;
@@ -36,8 +37,9 @@ pub struct BwTree<K = u64, V = u64> {
     /// PID of the root page.
     pub(crate) root: AtomicU64,
     pub(crate) config: Config,
-    /// The epoch collector that protects this tree's pages; `None` for crossbeam's default one.
-    collector: Option<Collector>,
+    /// The epoch collector that protects this tree's pages, with the tree's pool of handles of it;
+    /// `None` for crossbeam's default collector.
+    handles: Option<Handles>,
     /// Per-thread statistics counters (see [`BwTree::stats`]).
     pub(crate) stats: Stats,
 }
@@ -63,8 +65,8 @@ where
     ///
     /// With its own collector, dropping the tree (and every [`LocalHandle`] of the collector) frees
     /// all retired pages at once, which leak tests rely on, and model checkers can give each thread
-    /// its own handle ([`BwTree::pin_with`]). Operations that are not given a handle register a
-    /// short-lived one, which is slower than the default collector's thread-local handle.
+    /// its own handle ([`BwTree::pin_with`]). Operations that are not given a handle take one from a
+    /// small pool of handles that the tree keeps for its collector (and drops with the tree).
     pub fn with_collector(config: Config, collector: Collector) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self::build(config, Some(collector)))
@@ -77,7 +79,7 @@ where
             root: AtomicU64::new(0),
             stats: Stats::new(config.statistics),
             config,
-            collector,
+            handles: collector.map(Handles::new),
         };
         let empty_leaf = node::leaf_base(None, None, Pid::NONE, core::iter::empty());
         let root = tree.table.allocate(empty_leaf, &tree.guard());
@@ -93,10 +95,10 @@ where
     }
 
     /// Pins the current thread in this tree's epoch collector.
-    pub(crate) fn guard(&self) -> Guard {
-        match &self.collector {
-            None => crossbeam_epoch::pin(),
-            Some(collector) => collector.register().pin(),
+    pub(crate) fn guard(&self) -> TreeGuard<'_> {
+        match &self.handles {
+            None => TreeGuard::unpooled(crossbeam_epoch::pin()),
+            Some(handles) => handles.pin(),
         }
     }
 
@@ -204,8 +206,8 @@ where
     /// Like [`BwTree::pin`], using a handle of this tree's collector (see
     /// [`BwTree::with_collector`]). Fails if `handle` belongs to another collector.
     pub fn pin_with(&self, handle: &LocalHandle) -> Result<Pinned<'_, K, V>, ForeignHandle> {
-        let ours = match &self.collector {
-            Some(collector) => handle.collector() == collector,
+        let ours = match &self.handles {
+            Some(handles) => handle.collector() == handles.collector(),
             None => handle.collector() == crossbeam_epoch::default_collector(),
         };
         if !ours {
@@ -213,7 +215,7 @@ where
         }
         Ok(Pinned {
             tree: self,
-            guard: handle.pin(),
+            guard: TreeGuard::unpooled(handle.pin()),
         })
     }
 }
@@ -258,7 +260,7 @@ impl std::error::Error for ForeignHandle {}
 /// for the handle's lifetime instead of cloned. Created by [`BwTree::pin`] or [`BwTree::pin_with`].
 pub struct Pinned<'t, K, V> {
     tree: &'t BwTree<K, V>,
-    guard: Guard,
+    guard: TreeGuard<'t>,
 }
 
 impl<K, V> Pinned<'_, K, V>

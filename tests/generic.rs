@@ -172,6 +172,8 @@ fn pinned_handles_borrow_values() {
 }
 
 #[test]
+// The maintenance thread is a real thread, not available in loom builds.
+#[cfg(not(loom))]
 fn background_maintenance_thread_keeps_pages_bounded() {
     use std::sync::Arc;
     use std::time::Duration;

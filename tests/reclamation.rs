@@ -4,32 +4,15 @@
 //!
 //! Everything runs in one `#[test]` so that no other test allocates concurrently with the counts.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use bwtree::epoch::Collector;
 use bwtree::{BwTree, Config};
 
-struct Counting;
+#[path = "support/counting.rs"]
+mod counting;
 
-static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator and only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use counting::{Counting, count_this_thread, live_blocks, live_bytes, settled_blocks};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -58,22 +41,30 @@ impl Drop for Tracked {
 }
 
 fn churn(tree: &BwTree<u64, Tracked>, rounds: u64, threads: u64) {
+    // Joined explicitly: a scope's implicit join returns before the threads have fully exited, and
+    // their exit (thread-local destructors) frees memory the counts would then race with.
     std::thread::scope(|s| {
-        for tid in 0..threads {
-            s.spawn(move || {
-                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (tid + 1);
-                for i in 0..rounds {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    let key = x % 5_000;
-                    if x % 3 == 0 {
-                        drop(tree.remove(&key));
-                    } else {
-                        drop(tree.insert(key, Tracked::new(i)));
+        let workers: Vec<_> = (0..threads)
+            .map(|tid| {
+                s.spawn(move || {
+                    count_this_thread();
+                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (tid + 1);
+                    for i in 0..rounds {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let key = x % 5_000;
+                        if x % 3 == 0 {
+                            drop(tree.remove(&key));
+                        } else {
+                            drop(tree.insert(key, Tracked::new(i)));
+                        }
                     }
-                }
-            });
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
         }
     });
 }
@@ -88,8 +79,9 @@ fn flush(collector: &Collector) {
 
 #[test]
 fn nothing_leaks() {
-    let blocks_before = LIVE_BLOCKS.load(Ordering::Relaxed);
-    let bytes_before = LIVE_BYTES.load(Ordering::Relaxed);
+    count_this_thread();
+    let blocks_before = live_blocks();
+    let bytes_before = live_bytes();
     {
         let collector = Collector::new();
         let tree = BwTree::with_collector(Config::tiny(), collector.clone()).unwrap();
@@ -97,12 +89,12 @@ fn nothing_leaks() {
         // Memory must plateau under churn on a fixed key set: retired chains are really freed.
         churn(&tree, 50_000, 2);
         flush(&collector);
-        let plateau = LIVE_BYTES.load(Ordering::Relaxed) - bytes_before;
+        let plateau = live_bytes() - bytes_before;
         for _ in 0..5 {
             churn(&tree, 50_000, 2);
         }
         flush(&collector);
-        let after = LIVE_BYTES.load(Ordering::Relaxed) - bytes_before;
+        let after = live_bytes() - bytes_before;
         assert!(
             after < plateau * 2,
             "live memory grew from {plateau} to {after} bytes over 5 more rounds of churn on the same keys"
@@ -120,15 +112,11 @@ fn nothing_leaks() {
     }
     assert_eq!(LIVE_VALUES.load(Ordering::Relaxed), 0, "values leaked");
     assert_eq!(
-        LIVE_BLOCKS.load(Ordering::Relaxed),
+        settled_blocks(blocks_before),
         blocks_before,
         "allocations leaked"
     );
-    assert_eq!(
-        LIVE_BYTES.load(Ordering::Relaxed),
-        bytes_before,
-        "bytes leaked"
-    );
+    assert_eq!(live_bytes(), bytes_before, "bytes leaked");
 
     // The same with the default (global) collector: dropping the tree frees every live page; retired
     // ones are freed by the collector later, so only values are counted here after flushing.

@@ -18,12 +18,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bwtree::{BwTree, ConcurrentMap, Config, Maintenance};
+use bwtree::{BwTree, ConcurrentMap, Config};
 
 use support::maps::{BrokenScan, LockedBTreeMap, ScanFault};
 use support::scancheck::{Problem, Scan, ScanHistory, ScanRecorder, ScanSummary, Write, WriteKind};
@@ -560,7 +559,12 @@ fn bwtree_scans_are_consistent() {
 }
 
 #[test]
+// The maintenance thread is a real thread, not available in loom builds.
+#[cfg(not(loom))]
 fn bwtree_scans_are_consistent_with_background_maintenance() {
+    use bwtree::Maintenance;
+    use std::sync::Arc;
+    use std::time::Duration;
     // Longer delta chains (consolidated by a maintenance thread, or inline at 4× the threshold)
     // and splits run by another thread than the writers.
     let started = Instant::now();

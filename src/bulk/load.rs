@@ -120,18 +120,20 @@ where
         let per_page = |capacity: usize, least: usize| {
             ((capacity as f64 * fill) as usize).clamp(least, capacity)
         };
-        let guard = &tree.guard();
-        let mut level = build_leaves(&tree, records, per_page(leaf_capacity, 1), guard);
-        let mut height = 0u8;
-        while level.len() > 1 {
-            height += 1;
-            level = build_inner(&tree, height, level, per_page(inner_capacity, 2), guard);
+        {
+            let guard = &tree.guard();
+            let mut level = build_leaves(&tree, records, per_page(leaf_capacity, 1), guard);
+            let mut height = 0u8;
+            while level.len() > 1 {
+                height += 1;
+                level = build_inner(&tree, height, level, per_page(inner_capacity, 2), guard);
+            }
+            let empty_root = Pid(tree.root.load(Ordering::Relaxed));
+            // Relaxed: the tree has not been shared yet; whatever shares it synchronises.
+            tree.root.store(level[0].1.0, Ordering::Relaxed);
+            // The empty leaf the tree started with was never reachable by another thread.
+            tree.table.free_unpublished(empty_root, guard);
         }
-        let empty_root = Pid(tree.root.load(Ordering::Relaxed));
-        // Relaxed: the tree has not been shared yet; whatever shares it synchronises.
-        tree.root.store(level[0].1.0, Ordering::Relaxed);
-        // The empty leaf the tree started with was never reachable by another thread.
-        tree.table.free_unpublished(empty_root, guard);
         Ok(tree)
     }
 }

@@ -105,7 +105,7 @@ where
                 self.stats.done(Counter::Split, 0, (sizes.len() - 1) as u64);
                 // SAFETY: the CAS unlinked the old chain; the pieces own copies of every key and
                 // value, so nothing live points into it.
-                unsafe { retire_chain(page.node, guard) };
+                unsafe { retire_chain(&self.table, page.node, guard) };
                 // Step 3, left to right.
                 self.complete_in_order(page.pid, installed, guard);
                 for &(pid, state) in pieces.iter().rev() {
