@@ -7,6 +7,7 @@
 //! x86_64 it compiles to nothing.
 
 /// Cache-line size assumed for the hints.
+#[cfg(all(target_arch = "x86_64", not(loom)))]
 const LINE: usize = 64;
 
 /// Asks the CPU to start loading every cache line of `items`.

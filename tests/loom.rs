@@ -48,9 +48,6 @@ impl Drop for Counted {
 
 type Tree = BwTree<u64, Counted>;
 
-/// Executions explored per model, reported when the model finishes.
-static EXECUTIONS: AtomicUsize = AtomicUsize::new(0);
-
 fn config(leaf_capacity: usize, leaf_chain_threshold: usize) -> Config {
     Config {
         leaf_capacity,
@@ -71,7 +68,9 @@ fn model<F>(name: &str, preemptions: usize, config: Config, prefill: &'static [u
 where
     F: Fn(Arc<Tree>, &Collector, &std::sync::Arc<AtomicIsize>) + Sync + Send + 'static,
 {
-    EXECUTIONS.store(0, Ordering::Relaxed);
+    // Per model (the test harness runs models on parallel threads).
+    let executions = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&executions);
     let mut builder = loom::model::Builder::new();
     // `BWTREE_LOOM_EXTRA_PREEMPTIONS=N` raises every model's bound by N for a longer soak.
     let extra = std::env::var("BWTREE_LOOM_EXTRA_PREEMPTIONS")
@@ -84,7 +83,7 @@ where
     builder.max_branches = 20_000;
     let started = std::time::Instant::now();
     builder.check(move || {
-        EXECUTIONS.fetch_add(1, Ordering::Relaxed);
+        counted.fetch_add(1, Ordering::Relaxed);
         let live = std::sync::Arc::new(AtomicIsize::new(0));
         let collector = Collector::new();
         let tree = Arc::new(BwTree::with_collector(config.clone(), collector.clone()).unwrap());
@@ -106,7 +105,7 @@ where
     });
     println!(
         "loom model {name}: {} executions, preemption bound {preemptions}, {:.1} s",
-        EXECUTIONS.load(Ordering::Relaxed),
+        executions.load(Ordering::Relaxed),
         started.elapsed().as_secs_f64()
     );
 }
