@@ -3,7 +3,7 @@
 # (table1, fig5, table2, decomp, skew) and the default lab report, each copied (report.md, CSV,
 # SVG) into OUT/<experiment>/.
 #
-#   scripts/reproduce.sh                 # full sizes, about 15-20 minutes on 2 cores; OUT=papers/results
+#   scripts/reproduce.sh                 # full sizes, a few minutes on 2 cores; OUT=papers/results
 #   scripts/reproduce.sh --quick         # toy sizes, a smoke test (1-2 minutes); OUT=target/reproduce-quick
 #   scripts/reproduce.sh --out DIR       # write somewhere else
 set -euo pipefail
