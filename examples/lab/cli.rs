@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::experiments::{ExpOptions, Experiment};
 use crate::keys::{Dist, KeyOrder, MAX_KEYS};
 use crate::workload::Workload;
 
@@ -15,6 +16,8 @@ pub enum Command {
     List,
     /// Run the default report with these options.
     Run(RunOptions),
+    /// Run one paper experiment.
+    Experiment(ExpOptions),
 }
 
 /// Options of `lab run`.
@@ -95,6 +98,11 @@ SUBCOMMANDS:
     run     the default report (the default when no subcommand is given)
     list    list the maps and workloads
     help    print this text
+    table1  ICDE'13 Table I replica: failed CAS installs per kind, 5:1 read:write mix
+    fig5    ICDE'13 Fig. 5 replica: throughput vs leaf delta-chain threshold
+    table2  SIGMOD'18 Table 2 replica: insert abort rates (random, monotonic, right edge)
+    decomp  SIGMOD'18 §6.3 replica: single-thread reads with/without delta chains, OLC B+tree
+    skew    Zipfian skew, leaf chain-length distribution at access, abort-rate thread sweep
 
 OPTIONS (run):
     --maps A,B,...         maps to measure (default: all; see `list`)
@@ -114,6 +122,14 @@ OPTIONS (run):
                            still apply)
     -h, --help             print this text
 
+OPTIONS (table1, fig5, table2, decomp, skew):
+    --quick                tiny sizes (20k keys, 20ms, 1 run; seconds)
+    --out DIR              output folder (default target/lab/<subcommand>)
+    --keys N               preloaded keys (table2: keys inserted per cell; default 1M)
+    --duration D           length of one timed run (default 250ms)
+    --runs R               runs per cell (default 3)
+    --seed S               seed of the key streams
+
 OUTPUT: DIR/report.md (tables), DIR/*.csv, DIR/*.svg (plots).
 Exit status: 0 on success, 1 if a map gave a wrong answer, 2 on bad usage or an I/O error.
 ";
@@ -132,9 +148,12 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             };
         }
         Some("run") => rest = &rest[1..],
+        Some(name) if Experiment::parse(name).is_some() => {
+            return parse_experiment(Experiment::parse(name).expect("checked"), &rest[1..]);
+        }
         Some(other) if !other.starts_with('-') => {
             return Err(format!(
-                "unknown subcommand {other:?}; available: run, list, help"
+                "unknown subcommand {other:?}; available: run, list, help, table1, fig5, table2, decomp, skew"
             ));
         }
         _ => {}
@@ -227,6 +246,53 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
     Ok(Command::Run(options))
 }
 
+/// Parses the options of an experiment subcommand.
+fn parse_experiment(experiment: Experiment, rest: &[String]) -> Result<Command, String> {
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help);
+    }
+    let mut options = ExpOptions::new(experiment, rest.iter().any(|a| a == "--quick"));
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        if flag == "--quick" {
+            continue;
+        }
+        let value = it
+            .next()
+            .ok_or_else(|| format!("option {flag} needs a value"))?
+            .as_str();
+        let bad = |what: &str| format!("invalid value {value:?} for {flag}: {what}");
+        match flag.as_str() {
+            "--out" => options.out = PathBuf::from(value),
+            "--keys" => {
+                options.keys = Some(
+                    parse_count(value)
+                        .filter(|&n| (16..=MAX_KEYS / 2).contains(&n))
+                        .ok_or_else(|| bad("expected a count of at least 16, e.g. 1M"))?,
+                );
+            }
+            "--duration" => {
+                options.duration = parse_duration(value)
+                    .filter(|d| !d.is_zero() && *d <= Duration::from_secs(600))
+                    .ok_or_else(|| bad("expected a duration up to 600s, e.g. 100ms or 0.5s"))?;
+            }
+            "--runs" => {
+                options.runs = parse_count(value)
+                    .filter(|&r| (1..=1000).contains(&r))
+                    .ok_or_else(|| bad("expected 1..=1000"))?;
+            }
+            "--seed" => options.seed = value.parse().map_err(|_| bad("expected an integer"))?,
+            _ => {
+                return Err(format!(
+                    "unknown option {flag:?} for {} (see --help)",
+                    experiment.name()
+                ));
+            }
+        }
+    }
+    Ok(Command::Experiment(options))
+}
+
 /// Splits a comma-separated list, dropping empty items.
 fn list(value: &str) -> Vec<String> {
     value
@@ -292,13 +358,35 @@ mod tests {
         assert_eq!(parse(["list".to_string()]), Ok(Command::List));
         assert_eq!(parse(["--help".to_string()]), Ok(Command::Help));
         assert!(
-            parse(["table1".to_string()])
+            parse(["table9".to_string()])
                 .unwrap_err()
                 .contains("unknown subcommand")
         );
         let quick = run(&["--threads", "1,3", "--quick"]).unwrap();
         assert_eq!(quick.threads, vec![1, 3], "options apply on top of --quick");
         assert_eq!(quick.keys, RunOptions::quick().keys);
+    }
+
+    #[test]
+    fn experiment_subcommands_take_their_options() {
+        let args = |a: &[&str]| parse(a.iter().map(|s| s.to_string()));
+        let Ok(Command::Experiment(o)) = args(&["table2", "--quick", "--out", "x", "--runs", "2"])
+        else {
+            panic!("expected an experiment");
+        };
+        assert_eq!(o.experiment, Experiment::Table2);
+        assert!(o.quick);
+        assert_eq!(o.out, PathBuf::from("x"));
+        assert_eq!(o.runs, 2);
+        assert_eq!(
+            args(&["skew"]),
+            Ok(Command::Experiment(ExpOptions::new(
+                Experiment::Skew,
+                false
+            )))
+        );
+        assert!(args(&["fig5", "--threads", "2"]).is_err());
+        assert!(args(&["decomp", "--keys", "1"]).is_err());
     }
 
     #[test]

@@ -11,10 +11,12 @@
 //! adapters), `workload` (operation mixes), `runner` (one measured cell), `load` (loading a map,
 //! with height, fill and memory checkpoints), `suite` (the default report's sequence), `report`
 //! (markdown and CSV), `plot` (SVG), `alloc` (the counting allocator behind bytes per key).
-//! Later experiments are further subcommands built from `runner::Cell` and `maps::MapFactory`.
+//! `experiments` holds the paper experiments (`table1`, `fig5`, `table2`, `decomp`, `skew`), built
+//! from `runner::Cell` and the tree's statistics.
 
 mod alloc;
 mod cli;
+mod experiments;
 mod keys;
 mod load;
 mod maps;
@@ -56,15 +58,21 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(options) => run(&options),
+        Command::Experiment(options) => ExitCode::from(experiments::run(&options, command_line())),
     }
+}
+
+/// The command that started this run, for the reports.
+fn command_line() -> String {
+    std::iter::once("cargo run --release --example lab --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `lab run`: measure, then write the report, CSV files and figures.
 fn run(options: &cli::RunOptions) -> ExitCode {
-    let command = std::iter::once("cargo run --release --example lab --".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line();
     let cores = cli::cores();
     eprintln!(
         "lab: {} cores; thread counts above {cores} are oversubscribed; {} keys; writing to {}",

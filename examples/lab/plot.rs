@@ -18,11 +18,13 @@ const SIZE: (u32, u32) = (900, 540);
 type Metric = fn(&Checkpoint) -> Option<f64>;
 
 /// One line of a figure.
-struct Series {
-    name: String,
+pub struct Series {
+    /// Legend entry (the subject map is drawn in bold black).
+    pub name: String,
     /// The map's position in the report, so that a map has the same colour in every figure.
-    colour: usize,
-    points: Vec<(f64, f64)>,
+    pub colour: usize,
+    /// (x, y) points.
+    pub points: Vec<(f64, f64)>,
 }
 
 /// Writes every figure into `dir`; returns `(file name, title)` for each.
@@ -128,14 +130,16 @@ pub fn write(results: &Results, dir: &Path) -> Result<Vec<(String, String)>, Str
 }
 
 /// How x values map to labels.
-enum XAxis<'a> {
+pub enum XAxis<'a> {
     /// x = 0, 1, 2, ... labelled with these strings.
     Categories(&'a [String]),
     /// x = log10 of a count, labelled with the count.
     Log10,
 }
 
-fn line_chart(
+/// Draws `series` as a line chart into the SVG file `path`, shading x values from `shade_from` on
+/// (oversubscribed thread counts).
+pub fn line_chart(
     path: &Path,
     title: &str,
     series: &[Series],

@@ -474,7 +474,7 @@ pub fn short_count(n: usize) -> String {
 }
 
 /// The CPU model from `/proc/cpuinfo`, or "unknown CPU".
-fn cpu_model() -> String {
+pub fn cpu_model() -> String {
     fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -487,7 +487,7 @@ fn cpu_model() -> String {
 }
 
 /// The current UTC time as `YYYY-MM-DD HH:MM`.
-fn utc_now() -> String {
+pub fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -1,0 +1,1435 @@
+//! The paper experiments, one subcommand each: `table1` and `fig5` (ICDE'13 Table I and Fig. 5),
+//! `table2` and `decomp` (SIGMOD'18 Table 2 and §6.3), and `skew` (curves neither paper published:
+//! retries under Zipfian skew, the leaf chain-length distribution at access, a thread sweep).
+//!
+//! Each one builds Bw-trees with the configuration it studies, drives them with [`runner::Cell`]s
+//! (or, for the insert-only Table 2, with its own key streams), reads the tree's
+//! [`StatsSnapshot`] before and after each cell and writes `report.md`, one CSV file per table and
+//! SVG figures into its output folder. Every answer is checked as in the default report; a wrong one
+//! makes the experiment exit with status 1.
+//!
+//! [`runner::Cell`]: crate::runner::Cell
+
+use std::fmt::Write as _;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bwtree::baselines::OlcBTree;
+use bwtree::{BwTree, CHAIN_BUCKETS, CasKind, ConcurrentMap, Config, Level, OpKind, StatsSnapshot};
+
+use crate::cli::cores;
+use crate::keys::{Chooser, Dist, KeyOrder, KeySet, mix, value_of};
+use crate::maps::{LabMap, settle};
+use crate::plot::{Series, XAxis, line_chart};
+use crate::report::{cpu_model, short_count, utc_now};
+use crate::runner::{Cell, CellResult, run_cell};
+use crate::workload::{InsertKeys, OpMix};
+
+/// The experiment subcommands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Experiment {
+    /// ICDE'13 Table I: failed CAS installs per kind under a 5:1 read:write mix.
+    Table1,
+    /// ICDE'13 Fig. 5: throughput against the leaf chain threshold.
+    Fig5,
+    /// SIGMOD'18 Table 2: insert-only abort rates for random, monotonic and right-edge keys.
+    Table2,
+    /// SIGMOD'18 §6.3: single-thread reads with and without delta chains, and the OLC B+tree.
+    Decomp,
+    /// Zipfian skew, chain-length distributions and a thread sweep of the abort rate.
+    Skew,
+}
+
+impl Experiment {
+    /// Every experiment, in the order `scripts/reproduce.sh` runs them.
+    pub const ALL: [Experiment; 5] = [
+        Experiment::Table1,
+        Experiment::Fig5,
+        Experiment::Table2,
+        Experiment::Decomp,
+        Experiment::Skew,
+    ];
+
+    /// The subcommand (and default output folder) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Experiment::Table1 => "table1",
+            Experiment::Fig5 => "fig5",
+            Experiment::Table2 => "table2",
+            Experiment::Decomp => "decomp",
+            Experiment::Skew => "skew",
+        }
+    }
+
+    /// The experiment called `name`.
+    pub fn parse(name: &str) -> Option<Experiment> {
+        Experiment::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// Options shared by the experiment subcommands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpOptions {
+    /// Which experiment.
+    pub experiment: Experiment,
+    /// Tiny sizes (a smoke test of seconds).
+    pub quick: bool,
+    /// Output folder (default `target/lab/<name>`).
+    pub out: PathBuf,
+    /// Length of one timed run.
+    pub duration: Duration,
+    /// Runs per cell (median throughput; counters summed over the runs).
+    pub runs: usize,
+    /// Preloaded keys (Table 2: keys inserted per cell); `None`: the experiment's default.
+    pub keys: Option<usize>,
+    /// Seed of the key streams.
+    pub seed: u64,
+}
+
+impl ExpOptions {
+    /// The defaults of `experiment`, full or `--quick`.
+    pub fn new(experiment: Experiment, quick: bool) -> ExpOptions {
+        ExpOptions {
+            experiment,
+            quick,
+            out: PathBuf::from(format!("target/lab/{}", experiment.name())),
+            duration: Duration::from_millis(if quick { 20 } else { 250 }),
+            runs: if quick { 1 } else { 3 },
+            keys: None,
+            seed: 0x1AB,
+        }
+    }
+
+    /// The preloaded (or inserted) key count: `--keys`, else 1M (quick: 20k).
+    fn key_count(&self) -> usize {
+        self.keys
+            .unwrap_or(if self.quick { 20_000 } else { 1_000_000 })
+    }
+}
+
+/// Runs one experiment; returns the process exit status (0, 1 on a wrong answer, 2 on I/O errors).
+pub fn run(options: &ExpOptions, command: String) -> u8 {
+    let started = Instant::now();
+    let mut out = Out::new(options, command);
+    eprintln!(
+        "lab {}: {} cores; writing to {}",
+        options.experiment.name(),
+        cores(),
+        options.out.display()
+    );
+    match options.experiment {
+        Experiment::Table1 => table1(options, &mut out),
+        Experiment::Fig5 => fig5(options, &mut out),
+        Experiment::Table2 => table2(options, &mut out),
+        Experiment::Decomp => decomp(options, &mut out),
+        Experiment::Skew => skew(options, &mut out),
+    }
+    let violations = out.violations.len();
+    let _ = write!(
+        out.md,
+        "\n---\nWall time {:.1} s.\n",
+        started.elapsed().as_secs_f64()
+    );
+    if let Err(message) = out.finish() {
+        eprintln!("error: {message}");
+        return 2;
+    }
+    eprintln!(
+        "lab {}: done in {:.1} s; report: {}",
+        options.experiment.name(),
+        started.elapsed().as_secs_f64(),
+        options.out.join("report.md").display()
+    );
+    if violations > 0 {
+        eprintln!("lab: {violations} wrong answer(s); see the report");
+        1
+    } else {
+        0
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+/// A table: written into the markdown report and as `<id>.csv`.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    /// File stem of the CSV file.
+    pub id: String,
+    /// Column headers.
+    pub header: Vec<String>,
+    /// Rows of cells (already formatted; the CSV holds the same text).
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// An empty table with these columns.
+    pub fn new(id: &str, header: &[&str]) -> Table {
+        Table {
+            id: id.into(),
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// The table in GitHub markdown.
+    pub fn markdown(&self) -> String {
+        let mut md = format!("| {} |\n", self.header.join(" | "));
+        let _ = writeln!(md, "|{}", " --- |".repeat(self.header.len()));
+        for row in &self.rows {
+            let _ = writeln!(md, "| {} |", row.join(" | "));
+        }
+        md
+    }
+
+    /// The table as CSV (cells quoted where they contain a comma or a quote).
+    pub fn csv(&self) -> String {
+        let line = |cells: &[String]| {
+            cells
+                .iter()
+                .map(|c| {
+                    if c.contains([',', '"', '\n']) {
+                        format!("\"{}\"", c.replace('"', "\"\""))
+                    } else {
+                        c.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut csv = line(&self.header) + "\n";
+        for row in &self.rows {
+            csv += &line(row);
+            csv.push('\n');
+        }
+        csv
+    }
+}
+
+/// The report being written.
+struct Out {
+    dir: PathBuf,
+    md: String,
+    files: Vec<(String, String)>,
+    /// Figures: file name, title and what to draw.
+    figures: Vec<Figure>,
+    violations: Vec<String>,
+}
+
+/// One SVG line chart over categorical x values.
+struct Figure {
+    file: String,
+    title: String,
+    labels: Vec<String>,
+    series: Vec<Series>,
+    x_desc: String,
+    y_desc: String,
+    /// x from which thread counts are oversubscribed, if the x axis is threads.
+    shade_from: Option<f64>,
+}
+
+impl Out {
+    fn new(options: &ExpOptions, command: String) -> Out {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "# lab {}{}\n\nCommand: `{command}`  \nMachine: {} hardware threads, {}; {} UTC.  \n\
+             Cells: {} ms per run, {} run(s) (median throughput; counters over all runs). Thread \
+             counts marked † exceed the machine's hardware threads (oversubscribed).\n",
+            options.experiment.name(),
+            if options.quick {
+                " (--quick: toy sizes, not for quoting)"
+            } else {
+                ""
+            },
+            cores(),
+            cpu_model(),
+            utc_now(),
+            options.duration.as_millis(),
+            options.runs
+        );
+        Out {
+            dir: options.out.clone(),
+            md,
+            files: Vec::new(),
+            figures: Vec::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        self.md.push_str(text);
+        self.md.push('\n');
+    }
+
+    fn table(&mut self, table: &Table) {
+        let _ = writeln!(self.md, "{}\n(`{}.csv`)\n", table.markdown(), table.id);
+        self.files.push((format!("{}.csv", table.id), table.csv()));
+    }
+
+    fn figure(&mut self, figure: Figure) {
+        let _ = writeln!(self.md, "![{}]({})\n", figure.title, figure.file);
+        self.figures.push(figure);
+    }
+
+    /// Records a wrong answer (printed now, listed in the report).
+    fn violation(&mut self, what: String) {
+        eprintln!("WRONG ANSWER: {what}");
+        self.violations.push(what);
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        for f in &self.figures {
+            line_chart(
+                &self.dir.join(&f.file),
+                &f.title,
+                &f.series,
+                XAxis::Categories(&f.labels),
+                &f.x_desc,
+                &f.y_desc,
+                f.shade_from,
+            )?;
+        }
+        if !self.violations.is_empty() {
+            self.md += "\n## Wrong answers\n\n";
+            for v in &self.violations {
+                let _ = writeln!(self.md, "- {v}");
+            }
+        }
+        self.files.push(("report.md".into(), self.md.clone()));
+        for (name, text) in &self.files {
+            let path = self.dir.join(name);
+            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A thread count, with † when it exceeds the hardware threads.
+fn threads_label(threads: usize) -> String {
+    if threads > cores() {
+        format!("{threads}†")
+    } else {
+        threads.to_string()
+    }
+}
+
+/// Where the shading of oversubscribed thread counts starts on a categorical axis.
+fn shade_from(threads: &[usize]) -> Option<f64> {
+    threads
+        .iter()
+        .position(|&t| t > cores())
+        .map(|i| i as f64 - 0.5)
+}
+
+/// A share (0–1) as a percentage with enough digits for tiny rates; `—` for none.
+pub fn percent(share: Option<f64>) -> String {
+    match share {
+        None => "—".into(),
+        Some(0.0) => "0".into(),
+        Some(s) if s * 100.0 < 0.01 => format!("{:.5}", s * 100.0),
+        Some(s) if s * 100.0 < 1.0 => format!("{:.3}", s * 100.0),
+        Some(s) => format!("{:.2}", s * 100.0),
+    }
+}
+
+/// A number with two decimals; `—` for none.
+fn fixed(value: Option<f64>) -> String {
+    value.map_or_else(|| "—".into(), |v| format!("{v:.2}"))
+}
+
+/// `a / b`, `None` when `b` is 0.
+pub fn ratio(a: u64, b: u64) -> Option<f64> {
+    (b > 0).then(|| a as f64 / b as f64)
+}
+
+/// Failure share of every CAS kind except the three Table I names, together.
+fn other_cas_failure_rate(d: &StatsSnapshot) -> Option<f64> {
+    let named = [
+        CasKind::Insert,
+        CasKind::Delete,
+        CasKind::Batch,
+        CasKind::Split,
+        CasKind::Consolidate,
+    ];
+    let others = CasKind::ALL.iter().filter(|k| !named.contains(k));
+    let (failures, attempts) = others.fold((0, 0), |(f, a), &k| {
+        (f + d.cas_failures(k), a + d.cas_attempts(k))
+    });
+    ratio(failures, attempts)
+}
+
+/// Consolidations (both levels) per 1,000 operations.
+fn consolidations_per_k(d: &StatsSnapshot) -> Option<f64> {
+    let c = d.consolidations(Level::Leaf) + d.consolidations(Level::Inner);
+    ratio(c * 1000, d.total_ops())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maps and measurement
+
+/// A Bw-tree with `config`.
+fn bwtree(config: Config) -> BwTree<u64, u64> {
+    BwTree::with_config(config).expect("the experiments' configurations are valid")
+}
+
+/// Inserts the first `n` keys of `keys` (load order) on `threads` threads; returns the first wrong
+/// answer (a fresh insert must return `None`).
+fn fill(map: &LabMap, keys: &KeySet, n: usize, threads: usize) -> Option<String> {
+    let threads = threads.max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..n).step_by(threads).find_map(|i| {
+                        let key = keys.load_key(i);
+                        map.insert(key, value_of(key)).map(|v| {
+                            format!("{}: loading key {key} returned Some({v})", map.name())
+                        })
+                    })
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .find_map(|w| w.join().expect("a loader panicked"))
+    })
+}
+
+/// Runs a cell on a map whose statistics `stats` reads; returns the result and the counters'
+/// increase over the cell.
+fn measure(cell: &Cell<'_>, stats: &dyn Fn() -> StatsSnapshot) -> (CellResult, StatsSnapshot) {
+    let before = stats();
+    let result = run_cell(cell);
+    (result, stats().since(&before))
+}
+
+/// ICDE'13's read:write mix of 5:1 (83% lookups, 17% upserts), in whole percent.
+const READ_WRITE_5_1: OpMix = OpMix {
+    get: 83,
+    insert: 17,
+    remove: 0,
+    scan: 0,
+    scan_len: 0,
+    insert_keys: InsertKeys::Preloaded,
+};
+
+/// A record of 100 bytes: the lab's `u64` value in the first eight bytes, the rest a fill byte
+/// derived from it (checked on every read).
+#[derive(Clone)]
+pub struct Wide([u8; 100]);
+
+impl Wide {
+    /// The record holding `value`.
+    pub fn of(value: u64) -> Wide {
+        let mut bytes = [value as u8 ^ 0x5A; 100];
+        bytes[..8].copy_from_slice(&value.to_le_bytes());
+        Wide(bytes)
+    }
+
+    /// The value, or `None` if the fill bytes do not match it (a torn or mixed-up record).
+    pub fn value(&self) -> Option<u64> {
+        let value = u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"));
+        self.0[8..]
+            .iter()
+            .all(|&b| b == value as u8 ^ 0x5A)
+            .then_some(value)
+    }
+}
+
+/// A Bw-tree with 100-byte values behind the lab's `u64` interface: a torn record reads as a wrong
+/// value, which the runner reports.
+struct WideTree(BwTree<u64, Wide>);
+
+impl WideTree {
+    fn unpack(record: Option<Wide>) -> Option<u64> {
+        record.map(|r| r.value().unwrap_or(u64::MAX))
+    }
+}
+
+impl ConcurrentMap<u64, u64> for WideTree {
+    fn name(&self) -> &'static str {
+        "bwtree-100B"
+    }
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        Self::unpack(self.0.insert(key, Wide::of(value)))
+    }
+    fn get(&self, key: &u64) -> Option<u64> {
+        Self::unpack(self.0.get(key))
+    }
+    fn remove(&self, key: &u64) -> Option<u64> {
+        Self::unpack(self.0.remove(key))
+    }
+    fn scan(
+        &self,
+        lo: Bound<&u64>,
+        hi: Bound<&u64>,
+        limit: usize,
+        out: &mut Vec<(u64, u64)>,
+    ) -> usize {
+        let mut wide = Vec::new();
+        let n = ConcurrentMap::scan(&self.0, lo, hi, limit, &mut wide);
+        out.extend(
+            wide.into_iter()
+                .map(|(k, v)| (k, v.value().unwrap_or(u64::MAX))),
+        );
+        n
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// table1
+
+/// ICDE'13 Table I, 8 threads on 4 cores / 8 hardware threads: (workload, failed updates %,
+/// failed splits %, failed consolidates %).
+const TABLE1_PUBLISHED: [(&str, &str, &str, &str); 3] = [
+    ("Synthetic", "0.0003", "8.88", "7.35"),
+    ("Xbox", "0.0171", "1.27", "0.22"),
+    ("Dedup", "0.0013", "0.25", "1.19"),
+];
+
+fn table1(options: &ExpOptions, out: &mut Out) {
+    let n = options.key_count();
+    // The key universe is twice the preload: upserts of the other half insert new keys, so pages
+    // keep splitting during the measurement, as in the paper's synthetic workload.
+    let keys = KeySet::new(2 * n, KeyOrder::Random);
+    let chooser = Chooser::new(keys.len(), Dist::Uniform, options.seed).expect("uniform");
+    let threads = [2, 4, 8];
+    out.text(&format!(
+        "## ICDE'13 Table I replica: failed CAS installs per kind\n\n\
+         {} uniformly random 8-byte keys preloaded; then 83% lookups and 17% upserts (5:1), keys \
+         drawn uniformly from a universe of {} (half of them preloaded, so about half the upserts \
+         insert a new key and pages keep splitting). Each row: counters from `stats().since(before)` \
+         over the cell. Failure rate = failed CAS / attempted CAS of that kind, in percent. \
+         \"updates\" = insert+delete+batch deltas; \"others\" = index-entry, root, merge and \
+         remove-node installs together.\n",
+        short_count(n),
+        short_count(2 * n)
+    ));
+    let mut table = Table::new(
+        "table1",
+        &[
+            "values",
+            "threads",
+            "Mops/s",
+            "updates failed %",
+            "splits failed %",
+            "consolidations failed %",
+            "index-entry failed %",
+            "others failed %",
+            "update CAS",
+            "split CAS",
+            "consolidate CAS",
+        ],
+    );
+    let variants: [(&str, Box<MakeMeasured>); 2] = [
+        (
+            "8 B",
+            Box::new(|| {
+                let tree = std::sync::Arc::new(bwtree(Config::default()));
+                let t2 = tree.clone();
+                (
+                    Box::new(ArcMap(tree)) as Box<LabMap>,
+                    Box::new(move || t2.stats()) as StatsFn,
+                )
+            }),
+        ),
+        (
+            "100 B",
+            Box::new(|| {
+                let tree = std::sync::Arc::new(WideTree(
+                    BwTree::with_config(Config::default()).expect("valid"),
+                ));
+                let t2 = tree.clone();
+                (
+                    Box::new(ArcMap(tree)) as Box<LabMap>,
+                    Box::new(move || t2.0.stats()) as StatsFn,
+                )
+            }),
+        ),
+    ];
+    let mut series = Vec::new();
+    for (colour, (label, make)) in variants.iter().enumerate() {
+        settle();
+        let (map, stats) = make();
+        if let Some(v) = fill(&*map, &keys, n, cores()) {
+            out.violation(v);
+            continue;
+        }
+        let mut points = Vec::new();
+        for (i, &t) in threads.iter().enumerate() {
+            let cell = Cell {
+                map: &*map,
+                keys: &keys,
+                chooser: &chooser,
+                mix: READ_WRITE_5_1,
+                threads: t,
+                duration: options.duration,
+                runs: options.runs,
+                seed: options.seed,
+            };
+            let (result, d) = measure(&cell, &*stats);
+            if let Some(v) = result.violation.clone() {
+                out.violation(v);
+            }
+            points.push((i as f64, d.update_cas_failure_rate().unwrap_or(0.0) * 100.0));
+            table.rows.push(vec![
+                label.to_string(),
+                threads_label(t),
+                format!("{:.2}", result.median_ops() / 1e6),
+                percent(d.update_cas_failure_rate()),
+                percent(d.cas_failure_rate(CasKind::Split)),
+                percent(d.cas_failure_rate(CasKind::Consolidate)),
+                percent(d.cas_failure_rate(CasKind::IndexEntry)),
+                percent(other_cas_failure_rate(&d)),
+                (d.cas_attempts(CasKind::Insert)
+                    + d.cas_attempts(CasKind::Delete)
+                    + d.cas_attempts(CasKind::Batch))
+                .to_string(),
+                d.cas_attempts(CasKind::Split).to_string(),
+                d.cas_attempts(CasKind::Consolidate).to_string(),
+            ]);
+        }
+        series.push(Series {
+            name: format!("{label} values"),
+            colour,
+            points,
+        });
+        drop(map);
+        settle();
+    }
+    out.table(&table);
+    let mut published = Table::new(
+        "table1-published",
+        &[
+            "workload (ICDE'13)",
+            "updates failed %",
+            "splits failed %",
+            "consolidations failed %",
+        ],
+    );
+    for (w, u, s, c) in TABLE1_PUBLISHED {
+        published
+            .rows
+            .push(vec![w.into(), u.into(), s.into(), c.into()]);
+    }
+    out.text(
+        "Published (Levandoski, Lomet, Sengupta, ICDE 2013, Table I; 8 threads on a 4-core, \
+         8-hardware-thread machine, 8 KB pages):\n",
+    );
+    out.table(&published);
+    out.figure(Figure {
+        file: "table1-update-failures.svg".into(),
+        title: format!(
+            "Table I replica: update CAS failures vs threads ({} cores)",
+            cores()
+        ),
+        labels: threads.iter().map(|&t| t.to_string()).collect(),
+        series,
+        x_desc: "threads".into(),
+        y_desc: "failed update CAS, %".into(),
+        shade_from: shade_from(&threads),
+    });
+}
+
+/// Reads a tree's statistics.
+type StatsFn = Box<dyn Fn() -> StatsSnapshot>;
+
+/// Builds an empty map and the reader of its statistics.
+type MakeMeasured = dyn Fn() -> (Box<LabMap>, StatsFn);
+
+/// A map shared with the closure that reads its statistics.
+struct ArcMap<M>(std::sync::Arc<M>);
+
+impl<M: ConcurrentMap<u64, u64>> ConcurrentMap<u64, u64> for ArcMap<M> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        self.0.insert(key, value)
+    }
+    fn get(&self, key: &u64) -> Option<u64> {
+        self.0.get(key)
+    }
+    fn remove(&self, key: &u64) -> Option<u64> {
+        self.0.remove(key)
+    }
+    fn scan(
+        &self,
+        lo: Bound<&u64>,
+        hi: Bound<&u64>,
+        limit: usize,
+        out: &mut Vec<(u64, u64)>,
+    ) -> usize {
+        self.0.scan(lo, hi, limit, out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fig5
+
+fn fig5(options: &ExpOptions, out: &mut Out) {
+    let n = options.key_count();
+    let keys = KeySet::new(2 * n, KeyOrder::Random);
+    let chooser = Chooser::new(keys.len(), Dist::Uniform, options.seed).expect("uniform");
+    let thresholds = [2usize, 4, 8, 16, 32];
+    let threads = 2;
+    out.text(&format!(
+        "## ICDE'13 Fig. 5 replica: throughput vs leaf delta-chain threshold\n\n\
+         The Table I workload (5:1 lookups:upserts, uniform over {} keys, {} preloaded) on \
+         {threads} threads, one fresh tree per `leaf_chain_threshold` (other fields default). \
+         Mean chain = mean leaf delta-chain length met at access.\n",
+        short_count(2 * n),
+        short_count(n)
+    ));
+    let mut table = Table::new(
+        "fig5",
+        &[
+            "leaf chain threshold",
+            "Mops/s",
+            "mean leaf chain at access",
+            "consolidations per 1k ops",
+            "updates failed %",
+        ],
+    );
+    let (mut ops, mut chain) = (Vec::new(), Vec::new());
+    for (i, &threshold) in thresholds.iter().enumerate() {
+        settle();
+        let tree = bwtree(Config {
+            leaf_chain_threshold: threshold,
+            ..Config::default()
+        });
+        if let Some(v) = fill(&tree, &keys, n, cores()) {
+            out.violation(v);
+            continue;
+        }
+        let cell = Cell {
+            map: &tree,
+            keys: &keys,
+            chooser: &chooser,
+            mix: READ_WRITE_5_1,
+            threads,
+            duration: options.duration,
+            runs: options.runs,
+            seed: options.seed,
+        };
+        let (result, d) = measure(&cell, &|| tree.stats());
+        if let Some(v) = result.violation.clone() {
+            out.violation(v);
+        }
+        ops.push((i as f64, result.median_ops() / 1e6));
+        chain.push((i as f64, d.mean_leaf_chain().unwrap_or(0.0)));
+        table.rows.push(vec![
+            threshold.to_string(),
+            format!("{:.2}", result.median_ops() / 1e6),
+            fixed(d.mean_leaf_chain()),
+            fixed(consolidations_per_k(&d)),
+            percent(d.update_cas_failure_rate()),
+        ]);
+        drop(tree);
+        settle();
+    }
+    out.table(&table);
+    out.text(
+        "Published (ICDE 2013, Fig. 5): bars per threshold for the Xbox and synthetic workloads; \
+         small thresholds lose throughput to frequent consolidation, Xbox (large records) peaks \
+         near 4 and the synthetic 8-byte workload tolerates about 8 without loss.\n",
+    );
+    let labels: Vec<String> = thresholds.iter().map(|t| t.to_string()).collect();
+    out.figure(Figure {
+        file: "fig5-throughput.svg".into(),
+        title: format!(
+            "Fig. 5 replica: 5:1 mix throughput vs leaf chain threshold ({threads} threads)"
+        ),
+        labels: labels.clone(),
+        series: vec![Series {
+            name: "bwtree".into(),
+            colour: 0,
+            points: ops,
+        }],
+        x_desc: "leaf chain threshold".into(),
+        y_desc: "million ops/s".into(),
+        shade_from: None,
+    });
+    out.figure(Figure {
+        file: "fig5-chain.svg".into(),
+        title: "Fig. 5 replica: mean leaf chain at access vs threshold".into(),
+        labels,
+        series: vec![Series {
+            name: "bwtree".into(),
+            colour: 0,
+            points: chain,
+        }],
+        x_desc: "leaf chain threshold".into(),
+        y_desc: "deltas".into(),
+        shade_from: None,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// table2
+
+/// How Table 2's threads choose the keys they insert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertPattern {
+    /// Uniformly random keys (SIGMOD'18 Rand-Int), split between the threads.
+    Random,
+    /// Each thread appends ascending keys to its own contiguous range (Mono-Int).
+    Chunks,
+    /// All threads append to one shared counter (`fetch_add`): the right edge (Mono-HC).
+    RightEdge,
+}
+
+impl InsertPattern {
+    /// All three, in the table's order.
+    pub const ALL: [InsertPattern; 3] = [
+        InsertPattern::Chunks,
+        InsertPattern::Random,
+        InsertPattern::RightEdge,
+    ];
+
+    /// Row label.
+    pub fn label(self) -> &'static str {
+        match self {
+            InsertPattern::Random => "random",
+            InsertPattern::Chunks => "monotonic, per-thread chunks",
+            InsertPattern::RightEdge => "shared right edge",
+        }
+    }
+
+    /// The key thread `thread` of `threads` inserts as its `j`-th key (`j < n / threads`) for
+    /// patterns with a fixed assignment; the right edge takes its keys from a shared counter.
+    pub fn key(self, thread: usize, threads: usize, j: usize, n: usize) -> u64 {
+        let per = n / threads;
+        match self {
+            InsertPattern::Random => mix((thread * per + j) as u64),
+            InsertPattern::Chunks => (thread * per + j) as u64,
+            InsertPattern::RightEdge => unreachable!("right-edge keys come from the counter"),
+        }
+    }
+}
+
+/// Inserts `n` keys (rounded down to a multiple of `threads`) into `tree` with `pattern`; returns
+/// the seconds taken, the keys inserted and the first wrong answer.
+fn insert_run(
+    tree: &BwTree<u64, u64>,
+    pattern: InsertPattern,
+    threads: usize,
+    n: usize,
+) -> (f64, usize, Option<String>) {
+    let per = n / threads;
+    let total = per * threads;
+    let counter = AtomicU64::new(0);
+    let started = Instant::now();
+    let violation = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let counter = &counter;
+                scope.spawn(move || {
+                    let insert = |key: u64| {
+                        tree.insert(key, value_of(key))
+                            .map(|v| format!("insert of new key {key} returned Some({v})"))
+                    };
+                    if pattern == InsertPattern::RightEdge {
+                        loop {
+                            // Relaxed: the counter only hands out distinct keys.
+                            let key = counter.fetch_add(1, Ordering::Relaxed);
+                            if key >= total as u64 {
+                                return None;
+                            }
+                            if let Some(v) = insert(key) {
+                                return Some(v);
+                            }
+                        }
+                    }
+                    (0..per).find_map(|j| insert(pattern.key(t, threads, j, n)))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .find_map(|w| w.join().expect("an inserter panicked"))
+    });
+    (started.elapsed().as_secs_f64(), total, violation)
+}
+
+fn table2(options: &ExpOptions, out: &mut Out) {
+    let n = options.key_count();
+    let threads = [1usize, 2, 4, 8, 16];
+    let configs = [
+        ("default (leaf 8 / inner 2)", Config::default()),
+        (
+            "leaf 24 / inner 2 (OpenBw-Tree benchmark)",
+            Config {
+                leaf_chain_threshold: 24,
+                inner_chain_threshold: 2,
+                ..Config::default()
+            },
+        ),
+    ];
+    out.text(&format!(
+        "## SIGMOD'18 Table 2 replica: insert-only abort rates\n\n\
+         Each cell inserts {} keys into an empty tree: random keys split between the threads; \
+         monotonic keys, each thread ascending through its own contiguous range; or one shared \
+         `AtomicU64::fetch_add` counter (every thread appends at the right edge). Abort rate = \
+         `abort_rate_of(Insert)`: restarts from the root plus failed leaf-delta CASes, per insert \
+         (can exceed 100%). Mean chain = mean leaf delta-chain length at access during the inserts. \
+         One run per cell (count-bounded, not timed).\n",
+        short_count(n)
+    ));
+    let mut table = Table::new(
+        "table2",
+        &[
+            "config",
+            "keys",
+            "threads",
+            "Mops/s",
+            "abort rate %",
+            "restarts per insert",
+            "failed leaf CAS per insert",
+            "mean leaf chain",
+        ],
+    );
+    let mut series = Vec::new();
+    for (c, (label, config)) in configs.iter().enumerate() {
+        for (p, pattern) in InsertPattern::ALL.into_iter().enumerate() {
+            let mut points = Vec::new();
+            for (i, &t) in threads.iter().enumerate() {
+                settle();
+                let tree = bwtree(config.clone());
+                let (secs, total, violation) = insert_run(&tree, pattern, t, n);
+                let d = tree.stats();
+                if let Some(v) = violation {
+                    out.violation(v);
+                } else if tree.len() != total {
+                    out.violation(format!(
+                        "{} × {t}: {total} keys inserted but the tree holds {}",
+                        pattern.label(),
+                        tree.len()
+                    ));
+                }
+                let failed_leaf = d.cas_failures(CasKind::Insert);
+                points.push((
+                    i as f64,
+                    d.abort_rate_of(OpKind::Insert).unwrap_or(0.0) * 100.0,
+                ));
+                table.rows.push(vec![
+                    label.to_string(),
+                    pattern.label().into(),
+                    threads_label(t),
+                    format!("{:.2}", total as f64 / secs / 1e6),
+                    percent(d.abort_rate_of(OpKind::Insert)),
+                    format!("{:.4}", d.total_restarts() as f64 / total.max(1) as f64),
+                    format!("{:.4}", failed_leaf as f64 / total.max(1) as f64),
+                    fixed(d.mean_leaf_chain()),
+                ]);
+                drop(tree);
+            }
+            series.push(Series {
+                name: format!(
+                    "{} ({})",
+                    pattern.label(),
+                    if c == 0 { "default" } else { "leaf 24" }
+                ),
+                colour: c * 3 + p,
+                points,
+            });
+        }
+    }
+    settle();
+    out.table(&table);
+    let mut published = Table::new(
+        "table2-published",
+        &["keys (SIGMOD'18)", "abort rate %", "mean leaf chain"],
+    );
+    for row in [
+        ["Mono-Int (monotonic)", "1.05", "0"],
+        ["Rand-Int (random)", "1.44", "11.38"],
+        ["Mono-HC (shared right edge, rdtsc)", "1078.63", "0.34"],
+    ] {
+        published
+            .rows
+            .push(row.iter().map(|s| s.to_string()).collect());
+    }
+    out.text(
+        "Published (Wang et al., SIGMOD 2018, Table 2; OpenBw-Tree, 20 threads, 50M keys, leaf \
+         chain threshold 24; their mean chain was measured over the leaves after the load, ours at \
+         access):\n",
+    );
+    out.table(&published);
+    out.figure(Figure {
+        file: "table2-abort-rate.svg".into(),
+        title: format!(
+            "Table 2 replica: insert abort rate vs threads ({} cores)",
+            cores()
+        ),
+        labels: threads.iter().map(|t| t.to_string()).collect(),
+        series,
+        x_desc: "threads".into(),
+        y_desc: "aborts per insert, %".into(),
+        shade_from: shade_from(&threads),
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// decomp
+
+fn decomp(options: &ExpOptions, out: &mut Out) {
+    let n = options.key_count();
+    let keys = KeySet::new(n, KeyOrder::Random);
+    let chooser = Chooser::new(n, Dist::Uniform, options.seed).expect("uniform");
+    out.text(&format!(
+        "## SIGMOD'18 §6.3 replica: what the delta chain costs a reader\n\n\
+         One thread, lookups only (every one must hit), {} random keys loaded on {} threads. \
+         Variants: the Bw-tree with the default Config (leaves keep delta chains of up to 8); \
+         the same code with `consolidate_every_update` (each page consolidated after every delta, \
+         plus a `run_maintenance` pass after the load: no delta chain); and the crate's OLC B+tree \
+         baseline (`bwtree::baselines::OlcBTree`).\n",
+        short_count(n),
+        cores()
+    ));
+    let mut table = Table::new(
+        "decomp",
+        &[
+            "variant",
+            "Mops/s",
+            "ratio to bwtree default",
+            "mean leaf chain at access",
+        ],
+    );
+    let variants = ["bwtree default", "bwtree no delta chain", "olc-btree"];
+    let mut rows: Vec<(String, f64, Option<f64>)> = Vec::new();
+    for name in variants {
+        settle();
+        let no_chain = name.ends_with("no delta chain");
+        let tree = (name != "olc-btree").then(|| {
+            std::sync::Arc::new(bwtree(Config {
+                consolidate_every_update: no_chain,
+                ..Config::default()
+            }))
+        });
+        let (map, stats): (Box<LabMap>, Option<StatsFn>) = match &tree {
+            None => (Box::new(OlcBTree::new()), None),
+            Some(tree) => {
+                let t2 = tree.clone();
+                (
+                    Box::new(ArcMap(tree.clone())),
+                    Some(Box::new(move || t2.stats())),
+                )
+            }
+        };
+        if let Some(v) = fill(&*map, &keys, n, cores()) {
+            out.violation(v);
+            continue;
+        }
+        if let (true, Some(tree)) = (no_chain, &tree) {
+            // The lower halves of splits keep their split delta until next written: consolidate them.
+            tree.run_maintenance();
+        }
+        let cell = Cell {
+            map: &*map,
+            keys: &keys,
+            chooser: &chooser,
+            mix: OpMix::GET,
+            threads: 1,
+            duration: options.duration,
+            runs: options.runs,
+            seed: options.seed,
+        };
+        let (result, chain) = match &stats {
+            Some(stats) => {
+                let (r, d) = measure(&cell, &**stats);
+                (r, d.mean_leaf_chain())
+            }
+            None => (run_cell(&cell), None),
+        };
+        if let Some(v) = result.violation.clone() {
+            out.violation(v);
+        }
+        rows.push((name.to_string(), result.median_ops() / 1e6, chain));
+        drop(map);
+        drop(tree);
+        settle();
+    }
+    let base = rows.first().map_or(0.0, |r| r.1);
+    let mut points = Vec::new();
+    for (i, (name, mops, chain)) in rows.iter().enumerate() {
+        points.push((i as f64, *mops));
+        table.rows.push(vec![
+            name.clone(),
+            format!("{mops:.2}"),
+            if base > 0.0 {
+                format!("{:.2}", mops / base)
+            } else {
+                "—".into()
+            },
+            fixed(*chain),
+        ]);
+    }
+    out.table(&table);
+    let mut published = Table::new(
+        "decomp-published",
+        &[
+            "variant (SIGMOD'18 Fig. 18)",
+            "Mops/s",
+            "ratio to OpenBw-Tree",
+        ],
+    );
+    for (v, m) in [
+        ("OpenBw-Tree", 1.31),
+        ("no delta chain", 1.61),
+        ("also no std::atomic", 1.67),
+        ("also no mapping table", 1.97),
+        ("BTreeOLC", 2.27),
+    ] {
+        published.rows.push(vec![
+            v.into(),
+            format!("{m:.2}"),
+            format!("{:.2}", m / 1.31),
+        ]);
+    }
+    out.text(
+        "Published (Wang et al., SIGMOD 2018, §6.3 / Fig. 18: single thread, read-only, 50M keys; \
+         the paper's text gives +23% for removing the delta chain and +18% for removing the mapping \
+         table):\n",
+    );
+    out.table(&published);
+    out.text(
+        "Not automated: the \"no std::atomic\" step corresponds to building with relaxed loads, \
+         `RUSTFLAGS=\"--cfg bwtree_relaxed_loads\" cargo run --release --target-dir \
+         target/relaxed --example lab -- decomp`, and comparing the first row with this one. The \
+         mapping table cannot be removed from this implementation.\n",
+    );
+    out.figure(Figure {
+        file: "decomp.svg".into(),
+        title: "§6.3 replica: single-thread lookups (million ops/s)".into(),
+        labels: rows.iter().map(|r| r.0.clone()).collect(),
+        series: vec![Series {
+            name: "lookups".into(),
+            colour: 0,
+            points,
+        }],
+        x_desc: "variant".into(),
+        y_desc: "million ops/s".into(),
+        shade_from: None,
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// skew
+
+/// 50% lookups, 50% upserts of preloaded keys.
+const READ_UPDATE_50_50: OpMix = OpMix {
+    get: 50,
+    insert: 50,
+    ..READ_WRITE_5_1
+};
+
+/// Shares (percent) of the histogram's buckets, trailing empty buckets cut after `min_len`.
+pub fn histogram_shares(histogram: &[u64], min_len: usize) -> Vec<f64> {
+    let total: u64 = histogram.iter().sum();
+    let last = histogram
+        .iter()
+        .rposition(|&c| c > 0)
+        .map_or(0, |i| i + 1)
+        .max(min_len)
+        .min(histogram.len());
+    histogram[..last]
+        .iter()
+        .map(|&c| {
+            if total == 0 {
+                0.0
+            } else {
+                c as f64 * 100.0 / total as f64
+            }
+        })
+        .collect()
+}
+
+fn skew(options: &ExpOptions, out: &mut Out) {
+    let n = options.key_count();
+    let keys = KeySet::new(n, KeyOrder::Random);
+    let dists: [(&str, Dist); 4] = [
+        ("uniform (θ=0)", Dist::Uniform),
+        ("θ=0.5", Dist::Zipf { theta: 0.5 }),
+        ("θ=0.9", Dist::Zipf { theta: 0.9 }),
+        ("θ=0.99", Dist::Zipf { theta: 0.99 }),
+    ];
+    let threads = [2usize, 4];
+    out.text(&format!(
+        "## Skew: retries under Zipfian key choice\n\n\
+         {} random keys preloaded into one Bw-tree (default Config); 50% lookups, 50% upserts of \
+         preloaded keys, keys chosen Zipfian with exponent θ (the hottest keys scattered over the \
+         key space). Update CAS failure rate per attempted update CAS; abort rate = SIGMOD'18's \
+         aborts per operation; restarts from the root per operation; consolidations per 1,000 \
+         operations; mean leaf delta-chain length at access.\n",
+        short_count(n)
+    ));
+    settle();
+    let tree = bwtree(Config::default());
+    if let Some(v) = fill(&tree, &keys, n, cores()) {
+        out.violation(v);
+        return;
+    }
+    let stats = || tree.stats();
+    let mut table = Table::new(
+        "skew",
+        &[
+            "keys",
+            "threads",
+            "Mops/s",
+            "update CAS failed %",
+            "abort rate %",
+            "restarts per op",
+            "consolidations per 1k ops",
+            "mean leaf chain",
+        ],
+    );
+    let mut histograms: Vec<(String, [u64; CHAIN_BUCKETS])> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
+    for (c, (label, dist)) in dists.iter().enumerate() {
+        let chooser = Chooser::new(n, *dist, options.seed).expect("valid θ");
+        let mut points = Vec::new();
+        for (i, &t) in threads.iter().enumerate() {
+            let cell = Cell {
+                map: &tree,
+                keys: &keys,
+                chooser: &chooser,
+                mix: READ_UPDATE_50_50,
+                threads: t,
+                duration: options.duration,
+                runs: options.runs,
+                seed: options.seed,
+            };
+            let (result, d) = measure(&cell, &stats);
+            if let Some(v) = result.violation.clone() {
+                out.violation(v);
+            }
+            if i == 0 {
+                histograms.push((label.to_string(), *d.chain_histogram(Level::Leaf)));
+            }
+            points.push((i as f64, d.update_cas_failure_rate().unwrap_or(0.0) * 100.0));
+            table.rows.push(vec![
+                label.to_string(),
+                threads_label(t),
+                format!("{:.2}", result.median_ops() / 1e6),
+                percent(d.update_cas_failure_rate()),
+                percent(d.abort_rate()),
+                format!(
+                    "{:.5}",
+                    d.total_restarts() as f64 / d.total_ops().max(1) as f64
+                ),
+                fixed(consolidations_per_k(&d)),
+                fixed(d.mean_leaf_chain()),
+            ]);
+        }
+        series.push(Series {
+            name: label.to_string(),
+            colour: c,
+            points,
+        });
+    }
+    out.table(&table);
+    out.figure(Figure {
+        file: "skew-update-failures.svg".into(),
+        title: format!("Update CAS failures vs threads by skew ({} cores)", cores()),
+        labels: threads.iter().map(|t| t.to_string()).collect(),
+        series,
+        x_desc: "threads".into(),
+        y_desc: "failed update CAS, %".into(),
+        shade_from: shade_from(&threads),
+    });
+
+    // Chain-length distribution at access, 2 threads.
+    let min_len = Config::default().leaf_chain_threshold + 2;
+    let shares: Vec<Vec<f64>> = histograms
+        .iter()
+        .map(|(_, h)| histogram_shares(h, min_len))
+        .collect();
+    let len = shares.iter().map(Vec::len).max().unwrap_or(0);
+    let mut header = vec!["leaf chain length".to_string()];
+    header.extend(histograms.iter().map(|(l, _)| format!("{l} %")));
+    let mut chains = Table {
+        id: "chains".into(),
+        header,
+        rows: Vec::new(),
+    };
+    for length in 0..len {
+        let mut row = vec![if length == CHAIN_BUCKETS - 1 {
+            format!(">{}", CHAIN_BUCKETS - 2)
+        } else {
+            length.to_string()
+        }];
+        row.extend(
+            shares
+                .iter()
+                .map(|s| format!("{:.2}", s.get(length).copied().unwrap_or(0.0))),
+        );
+        chains.rows.push(row);
+    }
+    out.text(&format!(
+        "### Leaf delta-chain length at access ({} threads, same mix)\n\nShare of leaf accesses \
+         that met a chain of each length (leaf chain threshold {}).\n",
+        threads[0],
+        Config::default().leaf_chain_threshold
+    ));
+    out.table(&chains);
+    out.figure(Figure {
+        file: "chains.svg".into(),
+        title: "Leaf chain length at access: uniform vs Zipfian".into(),
+        labels: (0..len).map(|l| l.to_string()).collect(),
+        series: histograms
+            .iter()
+            .zip(&shares)
+            .enumerate()
+            .map(|(c, ((label, _), s))| Series {
+                name: label.clone(),
+                colour: c,
+                points: s.iter().enumerate().map(|(i, &v)| (i as f64, v)).collect(),
+            })
+            .collect(),
+        x_desc: "delta records above the base page".into(),
+        y_desc: "% of leaf accesses".into(),
+        shade_from: None,
+    });
+
+    // Thread sweep on the default report's mixed workload.
+    let sweep: Vec<usize> = if options.quick {
+        vec![1, 2, 4, 8]
+    } else {
+        vec![1, 2, 4, 8, 16, 32, 64]
+    };
+    let chooser = Chooser::new(n, Dist::Uniform, options.seed).expect("uniform");
+    out.text(
+        "### Thread sweep: abort rate on the mixed workload\n\nThe default report's mix (80% get, \
+         10% upsert, 5% remove, 5% scan of 100), uniform keys, same tree.\n",
+    );
+    let mut sweep_table = Table::new(
+        "thread-sweep",
+        &[
+            "threads",
+            "Mops/s",
+            "abort rate %",
+            "restarts per op",
+            "update CAS failed %",
+            "mean leaf chain",
+        ],
+    );
+    let mut points = Vec::new();
+    for (i, &t) in sweep.iter().enumerate() {
+        let cell = Cell {
+            map: &tree,
+            keys: &keys,
+            chooser: &chooser,
+            mix: OpMix::MIXED,
+            threads: t,
+            duration: options.duration,
+            runs: options.runs,
+            seed: options.seed,
+        };
+        let (result, d) = measure(&cell, &stats);
+        if let Some(v) = result.violation.clone() {
+            out.violation(v);
+        }
+        points.push((i as f64, d.abort_rate().unwrap_or(0.0) * 100.0));
+        sweep_table.rows.push(vec![
+            threads_label(t),
+            format!("{:.2}", result.median_ops() / 1e6),
+            percent(d.abort_rate()),
+            format!(
+                "{:.5}",
+                d.total_restarts() as f64 / d.total_ops().max(1) as f64
+            ),
+            percent(d.update_cas_failure_rate()),
+            fixed(d.mean_leaf_chain()),
+        ]);
+    }
+    out.table(&sweep_table);
+    out.figure(Figure {
+        file: "thread-sweep.svg".into(),
+        title: format!("Abort rate vs threads, mixed workload ({} cores)", cores()),
+        labels: sweep.iter().map(|t| t.to_string()).collect(),
+        series: vec![Series {
+            name: "bwtree".into(),
+            colour: 0,
+            points,
+        }],
+        x_desc: "threads".into(),
+        y_desc: "aborts per op, %".into(),
+        shade_from: shade_from(&sweep),
+    });
+    drop(tree);
+    settle();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_render_as_markdown_and_csv() {
+        let mut t = Table::new("t", &["a", "b"]);
+        t.rows.push(vec!["1".into(), "x,y".into()]);
+        assert_eq!(t.markdown(), "| a | b |\n| --- | --- |\n| 1 | x,y |\n");
+        assert_eq!(t.csv(), "a,b\n1,\"x,y\"\n");
+    }
+
+    #[test]
+    fn percentages_keep_small_rates_visible() {
+        assert_eq!(percent(None), "—");
+        assert_eq!(percent(Some(0.0)), "0");
+        assert_eq!(percent(Some(0.000003)), "0.00030");
+        assert_eq!(percent(Some(0.0888)), "8.88");
+        assert_eq!(percent(Some(10.7863)), "1078.63");
+        assert_eq!(ratio(1, 0), None);
+    }
+
+    #[test]
+    fn histogram_shares_cut_trailing_zeros() {
+        let shares = histogram_shares(&[1, 3, 0, 0, 0], 2);
+        assert_eq!(shares, vec![25.0, 75.0]);
+        assert_eq!(histogram_shares(&[0, 0, 0], 1), vec![0.0]);
+        assert_eq!(histogram_shares(&[0, 0, 4], 1).len(), 3);
+    }
+
+    #[test]
+    fn wide_records_round_trip_and_detect_tearing() {
+        let w = Wide::of(0xDEAD_BEEF);
+        assert_eq!(w.value(), Some(0xDEAD_BEEF));
+        let mut torn = w.clone();
+        torn.0[50] ^= 1;
+        assert_eq!(torn.value(), None);
+        let tree = WideTree(BwTree::new());
+        assert_eq!(tree.insert(7, 70), None);
+        assert_eq!(tree.get(&7), Some(70));
+    }
+
+    #[test]
+    fn insert_patterns_give_distinct_keys() {
+        for pattern in [InsertPattern::Random, InsertPattern::Chunks] {
+            let mut keys: Vec<u64> = (0..4)
+                .flat_map(|t| (0..25).map(move |j| pattern.key(t, 4, j, 100)))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            assert_eq!(keys.len(), 100, "{pattern:?}");
+        }
+        for pattern in InsertPattern::ALL {
+            let tree = bwtree(Config::tiny());
+            let (_, total, violation) = insert_run(&tree, pattern, 3, 300);
+            assert_eq!((total, violation), (300, None));
+            assert_eq!(tree.len(), 300);
+        }
+    }
+
+    #[test]
+    fn experiments_parse_by_name() {
+        for e in Experiment::ALL {
+            assert_eq!(Experiment::parse(e.name()), Some(e));
+        }
+        assert_eq!(Experiment::parse("run"), None);
+    }
+}
