@@ -151,7 +151,8 @@ fn markdown(results: &Results, figures: &[(String, String)]) -> String {
 }
 
 fn describe_maps(results: &Results) -> String {
-    let all = crate::maps::all();
+    let mut all = crate::maps::all();
+    all.extend(crate::maps::variants());
     results
         .maps
         .iter()

@@ -89,9 +89,28 @@ pub fn all() -> Vec<MapFactory> {
     ]
 }
 
+/// Variants of the Bw-tree for ablations, selectable with `--maps` but not in the default run.
+pub fn variants() -> Vec<MapFactory> {
+    vec![MapFactory::new(
+        "bwtree-no-merge",
+        "this crate's Bw-tree with merges off (both merge thresholds 0)",
+        || {
+            Box::new(
+                BwTree::<u64, u64>::with_config(bwtree::Config {
+                    leaf_merge_threshold: 0,
+                    inner_merge_threshold: 0,
+                    ..bwtree::Config::default()
+                })
+                .expect("a valid configuration"),
+            )
+        },
+    )]
+}
+
 /// The factories named in `names` (in that order), or an error naming the unknown one.
 pub fn select(names: &[String]) -> Result<Vec<MapFactory>, String> {
     let mut all = all();
+    all.extend(variants());
     let mut chosen = Vec::with_capacity(names.len());
     for name in names {
         match all.iter().position(|f| f.name == *name) {
@@ -100,7 +119,11 @@ pub fn select(names: &[String]) -> Result<Vec<MapFactory>, String> {
                 return Err(format!("map {name:?} is listed twice"));
             }
             None => {
-                let known: Vec<String> = self::all().into_iter().map(|f| f.name).collect();
+                let known: Vec<String> = self::all()
+                    .into_iter()
+                    .chain(variants())
+                    .map(|f| f.name)
+                    .collect();
                 return Err(format!(
                     "unknown map {name:?}; known maps: {}",
                     known.join(", ")
