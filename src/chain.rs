@@ -101,15 +101,17 @@ pub(crate) fn leaf_lookup<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Le
     let position = match found {
         Ok(i) | Err(i) => i,
     };
+    let in_base = found.ok().map(|i| base.value(i));
     let value = if head.meta.slots & node::slot_bit(position) == 0 {
-        let value = found.ok().map(|i| base.value(i));
         debug_assert!(
-            value.map(|v| v as *const V) == walk_leaf(head, key).map(|v| v as *const V),
+            in_base.map(|v| v as *const V) == walk_leaf(head, key).map(|v| v as *const V),
             "the lookup shortcut disagrees with the chain"
         );
-        value
+        in_base
     } else {
-        walk_leaf(head, key)
+        // A chain with a shortcut summary has no merge delta, so the walk ends at this same base
+        // page: reuse its answer instead of searching it again.
+        walk_chain(head, key, Some(in_base))
     };
     LeafLookup {
         value,
@@ -119,6 +121,16 @@ pub(crate) fn leaf_lookup<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Le
 
 /// The value a leaf page holds for `key`, found by walking its chain from `head`.
 fn walk_leaf<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Option<&'g V> {
+    walk_chain(head, key, None)
+}
+
+/// Walks a leaf chain from `head`; at the base page, answers `in_base` if the caller already
+/// searched it, else searches it.
+fn walk_chain<'g, K: Ord, V>(
+    head: NodeRef<'g, K, V>,
+    key: &K,
+    in_base: Option<Option<&'g V>>,
+) -> Option<&'g V> {
     let mut node = head;
     loop {
         match node.body() {
@@ -132,7 +144,7 @@ fn walk_leaf<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Option<&'g V> {
                     return None;
                 }
             }
-            Body::Leaf(base) => return base.get(key),
+            Body::Leaf(base) => return in_base.unwrap_or_else(|| base.get(key)),
             Body::Batch(batch) => {
                 if let Some(entry) = batch.get(key) {
                     return entry;
