@@ -45,6 +45,14 @@
 //!   meets `L`'s remove-node delta); if `L`'s removal commits, `R` merges into `L`'s left neighbour.
 //!   An index-term-delete spans up to the next separator still in the parent, so a later delete of
 //!   `L` covers the key range earlier deletes had routed to `L`.
+//! - *Routes that lag to the left*: the index-term-delete hands `R`'s range to the parent's child
+//!   left of `R`, but step 3 merges into the page whose right link is `R` at `R`'s level, which is
+//!   a page further right when that child split after step 2 (or its split's index entry was not
+//!   posted yet). The parent then routes `R`'s keys to a page left of their owner, which a descent
+//!   corrects by moving right. A later split of the owner inside that range finds its separator
+//!   routed to the left page: `complete_split` posts its entry all the same (it only treats the
+//!   split as done when the parent routes to the right half, that half was removed, or the split
+//!   page has moved on), so such routes are repaired instead of stalling the split.
 //! - *Merge vs an in-flight range scan*: scans keep cursor keys, not pages; a page found removed
 //!   sends them back to the root, and the keys are found in `L`.
 //! - *The leftmost child*: a page that is the first child of its parent (or the leftmost page of its

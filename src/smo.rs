@@ -278,21 +278,27 @@ where
             if routed == *right {
                 return Ok(false);
             }
-            if routed != page.pid {
-                // The parent does not route the separator to the split page. By the help-along
-                // invariant that means the page moved on (its split completed and later changes
-                // followed); if its head is still the split delta, our view is inconsistent.
-                return if self.still_head(page, guard) {
-                    Err(Restart(RestartCause::SplitView))
-                } else {
-                    Ok(false)
-                };
+            // The parent routes the separator to the split page or to a page left of it (routes
+            // are never too far right, but they may lag to the left: a merge's index-term-delete
+            // hands the removed range to the parent's child left of it, which can be left of the
+            // page that absorbs the range at the child level, and an entry posted late carries the
+            // right half's high key from its split time). If the split page has moved on, its split
+            // was completed: nothing is posted on an unfinished split.
+            if routed != page.pid && !self.still_head(page, guard) {
+                return Ok(false);
             }
-            // The parent routes the separator to the split page: either the entry is missing, or it
-            // was there and the right half has been removed since (its index-term-delete routes its
-            // keys back here). A removal freezes the page before posting on the parent, and we read
-            // the parent after that post, so checking the right half now tells the two apart.
+            // A removal of the right half freezes it only once the parent routes to it, and we read
+            // the parent after that, so a frozen right half means the entry was there (and its
+            // index-term-delete may have routed the separator back here since).
             if self.sibling_removed(*right, guard) {
+                return Ok(false);
+            }
+            // The entry can be present but shadowed for this key by a newer entry of a page to the
+            // left whose high key was stale: the route is then merely long, not missing.
+            if chain::collect_inner(parent_node)
+                .iter()
+                .any(|&(low, child)| low == Some(separator) && child == *right)
+            {
                 return Ok(false);
             }
             let entry = node::index_entry_delta(

@@ -298,3 +298,42 @@ fn merges_off_keeps_pages() {
     assert_eq!(after.leaves, before.leaves);
     tree.check_invariants().unwrap();
 }
+
+/// Fill/empty churn on more threads than cores, with pages that split and merge all the time: every
+/// round must finish. A regression test for a livelock: a merge's index-term-delete can route the
+/// removed range to a page left of the one that absorbs it, and a later split of the absorbing page
+/// then found its separator routed "elsewhere" and restarted forever instead of posting its entry.
+/// A watchdog turns a livelock into a failure instead of a hang.
+#[test]
+fn split_and_merge_churn_always_finishes() {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    const THREADS: u64 = 3;
+    const KEYS: u64 = 2_000;
+    const ROUNDS: u64 = 400;
+    let tree = Arc::new(BwTree::with_config(Config::tiny()).unwrap());
+    let (done, finished) = mpsc::channel();
+    for tid in 0..THREADS {
+        let (tree, done) = (Arc::clone(&tree), done.clone());
+        std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                for k in (tid..KEYS).step_by(THREADS as usize) {
+                    tree.insert(k, round);
+                }
+                for k in (tid..KEYS).step_by(THREADS as usize) {
+                    assert_eq!(tree.remove(&k), Some(round), "key {k} in round {round}");
+                }
+            }
+            done.send(()).unwrap();
+        });
+    }
+    for _ in 0..THREADS {
+        finished
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a writer made no progress for 2 minutes (livelock) or panicked");
+    }
+    assert!(tree.is_empty());
+    tree.check_invariants().unwrap();
+}
