@@ -129,6 +129,8 @@ OPTIONS (table1, fig5, table2, decomp, skew):
     --duration D           length of one timed run (default 250ms)
     --runs R               runs per cell (default 3)
     --seed S               seed of the key streams
+    --relaxed-lab PATH     decomp only: a lab built with RUSTFLAGS=\"--cfg bwtree_relaxed_loads\",
+                           run in a child process for the relaxed-loads row
 
 OUTPUT: DIR/report.md (tables), DIR/*.csv, DIR/*.svg (plots).
 Exit status: 0 on success, 1 if a map gave a wrong answer, 2 on bad usage or an I/O error.
@@ -282,6 +284,9 @@ fn parse_experiment(experiment: Experiment, rest: &[String]) -> Result<Command, 
                     .ok_or_else(|| bad("expected 1..=1000"))?;
             }
             "--seed" => options.seed = value.parse().map_err(|_| bad("expected an integer"))?,
+            "--relaxed-lab" if experiment == Experiment::Decomp => {
+                options.relaxed_lab = Some(PathBuf::from(value));
+            }
             _ => {
                 return Err(format!(
                     "unknown option {flag:?} for {} (see --help)",
