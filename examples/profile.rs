@@ -11,8 +11,9 @@
 //! ```
 //!
 //! `--leaf`, `--inner` and `--chain` set BwTree's leaf and inner capacities and leaf chain threshold.
-//! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled) and an
-//! insert loop of fresh keys (a quarter as many); the `measure_*` functions are the loops, so
+//! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled), a loop of
+//! 100-pair scans (from every hundredth probe) and an insert loop of fresh keys (a quarter as many);
+//! the `measure_*` functions are the loops, so
 //! callgrind's `--toggle-collect` counts nothing else.
 
 use std::hint::black_box;
@@ -60,6 +61,26 @@ fn measure_inserts<M: ConcurrentMap<u64, u64>>(map: &M, keys: &[u64]) -> u64 {
     keys.iter()
         .map(|&k| map.insert(k, k).unwrap_or(0))
         .fold(0, u64::wrapping_add)
+}
+
+/// Pairs per scan in the scan loop (the lab's scan100).
+const SCAN_LEN: usize = 100;
+
+#[inline(never)]
+fn measure_scans<M: ConcurrentMap<u64, u64>>(map: &M, starts: &[u64]) -> u64 {
+    let mut out = Vec::with_capacity(SCAN_LEN);
+    let mut sum = 0u64;
+    for k in starts {
+        out.clear();
+        map.scan(
+            std::ops::Bound::Included(k),
+            std::ops::Bound::Unbounded,
+            SCAN_LEN,
+            &mut out,
+        );
+        sum = out.iter().fold(sum, |s, &(k, v)| s.wrapping_add(k ^ v));
+    }
+    sum
 }
 
 fn load<M: ConcurrentMap<u64, u64>>(map: &M, keys: &[u64]) {
@@ -118,17 +139,21 @@ fn main() {
             let tree = BwTree::with_config(config.clone()).expect("validated");
             load(&tree, &keys);
             black_box(measure_gets(&tree, &probes));
+            black_box(measure_scans(&tree, &probes[..probes.len() / SCAN_LEN]));
             black_box(measure_inserts(&tree, &fresh));
         }
         "olc" => {
             let olc = OlcBTree::new();
             load(&olc, &keys);
             black_box(measure_gets(&olc, &probes));
+            black_box(measure_scans(&olc, &probes[..probes.len() / SCAN_LEN]));
             black_box(measure_inserts(&olc, &fresh));
         }
         _ => {
             let (mut bw_get, mut olc_get, mut bw_ins, mut olc_ins) =
                 (vec![], vec![], vec![], vec![]);
+            let (mut bw_scan, mut olc_scan) = (vec![], vec![]);
+            let starts = &probes[..probes.len() / SCAN_LEN];
             for _ in 0..runs {
                 // Fresh maps per run so that inserts always add new keys; the two maps alternate
                 // so that machine noise hits both alike.
@@ -142,6 +167,12 @@ fn main() {
                 let start = Instant::now();
                 black_box(measure_gets(&olc, &probes));
                 olc_get.push(million_per_second(probes.len(), start));
+                let start = Instant::now();
+                black_box(measure_scans(&tree, starts));
+                bw_scan.push(million_per_second(starts.len() * SCAN_LEN, start));
+                let start = Instant::now();
+                black_box(measure_scans(&olc, starts));
+                olc_scan.push(million_per_second(starts.len() * SCAN_LEN, start));
                 let start = Instant::now();
                 black_box(measure_inserts(&tree, &fresh));
                 bw_ins.push(million_per_second(fresh.len(), start));
@@ -166,6 +197,11 @@ fn main() {
             println!(
                 "insert  bwtree {bi:6.2} M/s   olc {oi:6.2} M/s   ratio {:.2}",
                 bi / oi
+            );
+            let (bs, os) = (median(bw_scan), median(olc_scan));
+            println!(
+                "scan{SCAN_LEN} bwtree {bs:6.2} M pairs/s   olc {os:6.2} M pairs/s   ratio {:.2}",
+                bs / os
             );
         }
     }

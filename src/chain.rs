@@ -228,8 +228,26 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
     hi: Bound<&K>,
     out: &mut Vec<(&'g K, &'g V)>,
 ) {
-    // Newest first; `None` marks a delete.
-    let mut deltas: Vec<(&'g K, Option<&'g V>)> = Vec::new();
+    // One allocation sized for the usual chain of single-record deltas (a batch reserves more).
+    let mut deltas = Vec::with_capacity(head.meta.depth as usize);
+    collect_leaf_with(head, lo, hi, usize::MAX, out, &mut deltas);
+}
+
+/// The records of one leaf snapshot's delta chain that a [`collect_leaf`] merges into its base run,
+/// newest first (`None` marks a delete): a scratch buffer callers may reuse across leaves.
+pub(crate) type DeltaScratch<'g, K, V> = Vec<(&'g K, Option<&'g V>)>;
+
+/// [`collect_leaf`] appending only the first `limit` records, with a caller-provided scratch buffer
+/// for the deltas (cleared first), so that a scan over many leaves allocates it once.
+pub(crate) fn collect_leaf_with<'g, K: Ord, V>(
+    head: NodeRef<'g, K, V>,
+    lo: Bound<&K>,
+    hi: Bound<&K>,
+    limit: usize,
+    out: &mut Vec<(&'g K, &'g V)>,
+    deltas: &mut DeltaScratch<'g, K, V>,
+) {
+    deltas.clear();
     let mut node = head;
     loop {
         match node.body() {
@@ -268,10 +286,16 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
                     Bound::Unbounded => base.keys().len(),
                 };
                 let end = end.max(start);
+                // Without deltas the first `limit` records of the run are the answer.
+                let end = if deltas.is_empty() {
+                    end.min(start.saturating_add(limit))
+                } else {
+                    end
+                };
                 let run = base.keys()[start..end]
                     .iter()
                     .zip(&base.values()[start..end]);
-                return apply_deltas(deltas, run, out);
+                return apply_deltas(deltas, run, limit, out);
             }
             Body::Merge(merge) => {
                 // The page is a tree here: keys below the separator in `next`, the rest in the
@@ -296,7 +320,7 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
                     &mut run,
                 );
                 collect_leaf(merge.right_state(), right_lo, hi, &mut run);
-                return apply_deltas(deltas, run.into_iter(), out);
+                return apply_deltas(deltas, run.into_iter(), limit, out);
             }
             Body::Inner(_) | Body::IndexEntry(_) | Body::IndexDelete(_) => {
                 unreachable!("inner node in a leaf chain")
@@ -306,23 +330,28 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
     }
 }
 
-/// Merges `deltas` (newest first, `None` = delete) into the sorted `base` run, appending the result
-/// to `out`.
+/// Merges `deltas` (newest first, `None` = delete) into the sorted `base` run, appending the first
+/// `limit` records of the result to `out`.
 fn apply_deltas<'g, K: Ord, V>(
-    mut deltas: Vec<(&'g K, Option<&'g V>)>,
+    deltas: &mut DeltaScratch<'g, K, V>,
     base: impl Iterator<Item = (&'g K, &'g V)>,
+    limit: usize,
     out: &mut Vec<(&'g K, &'g V)>,
 ) {
     if deltas.is_empty() {
-        out.extend(base);
+        out.extend(base.take(limit));
         return;
     }
+    let end = out.len().saturating_add(limit);
     // A stable sort keeps the newest record of each key first; drop the older ones.
     deltas.sort_by(|a, b| a.0.cmp(b.0));
     deltas.dedup_by(|later, first| later.0 == first.0);
 
     let mut base = base.peekable();
-    for (key, value) in deltas {
+    for &(key, value) in deltas.iter() {
+        if out.len() >= end {
+            break;
+        }
         while let Some(&(base_key, base_value)) = base.peek() {
             match base_key.cmp(key) {
                 CmpOrdering::Less => {
@@ -340,7 +369,9 @@ fn apply_deltas<'g, K: Ord, V>(
             out.push((key, value));
         }
     }
-    out.extend(base);
+    out.truncate(end);
+    let room = end.saturating_sub(out.len());
+    out.extend(base.take(room));
 }
 
 /// The logical content of an inner page as of `head`: its children in key order, each with its low

@@ -102,9 +102,7 @@ where
     }
 
     fn scan(&self, lo: Bound<&K>, hi: Bound<&K>, limit: usize, out: &mut Vec<(K, V)>) -> usize {
-        let before = out.len();
-        out.extend(self.range((lo.cloned(), hi.cloned())).take(limit));
-        out.len() - before
+        BwTree::scan_into(self, lo, hi, limit, out)
     }
 
     fn insert_batch(&self, pairs: Vec<(K, V)>) -> Vec<Option<V>> {

@@ -38,6 +38,8 @@ enum Op {
     RangeRev(Bound<u64>, Bound<u64>),
     /// Alternates next() and next_back() on one iterator.
     RangeBoth(Bound<u64>, Bound<u64>),
+    /// `scan_into` with a limit, appending to a non-empty vector.
+    ScanInto(Bound<u64>, Bound<u64>, usize),
     Len,
 }
 
@@ -51,7 +53,8 @@ fn bound(g: &mut Gen) -> Bound<u64> {
 
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Self {
-        match u8::arbitrary(g) % 20 {
+        match u8::arbitrary(g) % 21 {
+            19 => Op::ScanInto(bound(g), bound(g), usize::arbitrary(g) % 300),
             0..=7 => Op::Insert(Key::arbitrary(g), u64::arbitrary(g)),
             8..=10 => Op::Get(Key::arbitrary(g)),
             11..=14 => Op::Remove(Key::arbitrary(g)),
@@ -104,6 +107,13 @@ fn run(config: Config, ops: Vec<Op>) -> TestResult {
                 let mut want = model_range(&model, *lo, *hi);
                 want.reverse();
                 tree.range((*lo, *hi)).rev().collect::<Vec<_>>() == want
+            }
+            Op::ScanInto(lo, hi, limit) => {
+                let mut want = vec![(7, 7)];
+                want.extend(model_range(&model, *lo, *hi).into_iter().take(*limit));
+                let mut got = vec![(7, 7)];
+                let n = tree.scan_into(lo.as_ref(), hi.as_ref(), *limit, &mut got);
+                n == want.len() - 1 && got == want
             }
             Op::RangeBoth(lo, hi) => {
                 let want = model_range(&model, *lo, *hi);
