@@ -6,14 +6,15 @@
 //!   bulk load if the factory has one — the Bw-tree's `from_sorted_iter` — else `insert_batch` of
 //!   all `n` pairs) against `n` single inserts;
 //! - **insert**: `insert_batch` of 1k and 10k fresh keys, random or clustered, into the loaded map
-//!   against as many fresh keys of the same kind inserted one by one;
+//!   against as many fresh keys of the same kind inserted one by one (each sample's keys are
+//!   removed again, untimed, so the map stays at `n` keys);
 //! - **get**: `get_many` of 1k and 10k present keys, random or clustered, against single gets.
 //!
 //! The batch methods are the [`ConcurrentMap`](bwtree::ConcurrentMap) trait's, so a map without
 //! native batches runs the trait's one-by-one default (ratio 1 up to noise), and the coarse-lock
 //! baseline runs its batches under one lock acquisition. Loaded keys are multiples of
-//! [`SPACING`]; fresh keys are the integers between them, each used once ([`FreeKeys`]), so every
-//! measurement inserts keys that are absent. Each run measures both paths, alternating which goes
+//! [`SPACING`]; fresh keys are the integers between them ([`FreeKeys`]), handed out only while
+//! absent from the map, so every measurement inserts keys that are absent. Each run measures both paths, alternating which goes
 //! first (small batches get more runs, see [`runs_of`]); the clock stops before anything is
 //! dropped. Answers are checked after the clock stops. Submodules: `keys` (fresh keys), `report`
 //! (tables and figures).
@@ -34,7 +35,7 @@ use crate::runner::median;
 pub const SPACING: u64 = 16;
 
 /// Keys each path of an insert or get case handles over its runs, at least (see [`runs_of`]).
-const KEYS_PER_RUNS: usize = 20_000;
+const KEYS_PER_RUNS: usize = 50_000;
 
 /// Distance between neighbouring keys of a clustered insert batch (as in `examples/bulk.rs`): about
 /// five new keys land between two loaded ones.
@@ -394,6 +395,21 @@ impl Bench<'_> {
                     ));
                     return row;
                 }
+                // Untimed: take the keys out again, so that the map stays at `n` keys.
+                let removed = self.map.remove_batch(&keys);
+                if let Some((key, got)) = keys
+                    .iter()
+                    .zip(&removed)
+                    .find(|(k, r)| **r != Some(value_of(**k)))
+                {
+                    out.violation(format!(
+                        "{}: {}: removing inserted key {key} returned {got:?}",
+                        self.name,
+                        case.label()
+                    ));
+                    return row;
+                }
+                free.release(&keys);
                 if batch {
                     row.batch.push(time);
                 } else {

@@ -1,5 +1,5 @@
 //! The keys of `lab bulk`: loaded keys are multiples of [`SPACING`], fresh keys the integers
-//! between them, each handed out once.
+//! between them, handed out only while they are absent from the map.
 
 use super::{CLUSTER_STRIDE, SPACING};
 use crate::keys::mix;
@@ -16,9 +16,9 @@ impl Draw {
 }
 
 /// The fresh keys not used yet: every integer below `n × SPACING` that is not a loaded key (a
-/// multiple of [`SPACING`]), minus those already handed out.
+/// multiple of [`SPACING`]), minus those handed out and not released.
 pub struct FreeKeys {
-    /// Bit `o` of entry `g`: key `g × SPACING + o` was handed out.
+    /// Bit `o` of entry `g`: key `g × SPACING + o` is handed out (in the map).
     used: Vec<u16>,
 }
 
@@ -44,6 +44,15 @@ impl FreeKeys {
         let free = *slot & bit == 0;
         *slot |= bit;
         free
+    }
+
+    /// Frees `keys` again (they were removed from the map).
+    pub fn release(&mut self, keys: &[u64]) {
+        for &key in keys {
+            if key % SPACING != 0 {
+                self.used[(key / SPACING) as usize] &= !(1u16 << (key % SPACING));
+            }
+        }
     }
 
     /// `count` free keys spread uniformly over the key space, in random order.
@@ -102,5 +111,9 @@ mod tests {
         assert!(!free.claim(32), "loaded keys are never fresh");
         // The space holds 1,500 fresh keys: a clustered draw stops when it runs out.
         assert_eq!(free.clustered(1_000, 0).len(), 400);
+        free.release(&keys[..10]);
+        let mut again = free.random(10, &mut draw);
+        again.sort_unstable();
+        assert_eq!(again, keys[..10], "released keys are the only free ones");
     }
 }

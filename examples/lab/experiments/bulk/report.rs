@@ -2,7 +2,7 @@
 //! other map, and two figures.
 
 use super::super::{Figure, Out, Table};
-use super::{CLUSTER_STRIDE, Case, KEYS_PER_RUNS, Op, Row, SPACING, runs_of};
+use super::{CLUSTER_STRIDE, Case, KEYS_PER_RUNS, Op, Row, SPACING};
 use crate::maps::{MapFactory, SUBJECT};
 use crate::plot::Series;
 use crate::report::short_count;
@@ -39,7 +39,8 @@ pub fn write_report(
          `from_sorted_iter`, pages filled to 90%), else `insert_batch` of all pairs — against as \
          many single `insert`s. The other cases run on the map of the last bulk-path load: \
          **insert_batch** of fresh keys (never present before) against as many fresh keys \
-         inserted one by one; **get_many** of present keys against single `get`s. *random*: \
+         inserted one by one, each sample's keys removed again afterwards (untimed, checked) so \
+         that the map stays at {} keys; **get_many** of present keys against single `get`s. *random*: \
          keys uniform over the key space; *clustered*: inserts take every {CLUSTER_STRIDE}rd \
          integer from a random start (about five new keys between neighbouring loaded keys, as \
          in `examples/bulk.rs`), gets take consecutive loaded keys. The batch side is the \
@@ -51,19 +52,9 @@ pub fn write_report(
          which goes first, and clocks stop before maps or results are dropped. Ratio = batch \
          keys/s ÷ one-by-one keys/s.\n",
         short_count(n),
+        short_count(n),
         KEYS_PER_RUNS / 1000,
         runs * KEYS_PER_RUNS.div_ceil(1000)
-    ));
-    let grown: usize = cases
-        .iter()
-        .filter(|c| c.op == Op::Insert)
-        .map(|&c| 2 * runs_of(runs, c) * c.keys)
-        .sum();
-    out.text(&format!(
-        "The insert cases add {} fresh keys to each map in all (both paths), so the get cases \
-         run on a map of about {} keys; gets only ask for loaded keys.\n",
-        short_count(grown),
-        short_count(n + grown)
     ));
     let mut table = Table::new(
         "bulk",
