@@ -260,8 +260,9 @@ impl Out {
         let mut md = String::new();
         let cells = if options.experiment == Experiment::Bulk {
             format!(
-                "Cells: one thread, each measured {} time(s) (median throughput); every figure \
-                 compares two paths measured in the same process.",
+                "Cells: one thread; median throughput over at least {} run(s) of each path (small \
+                 batches get more, see below); every ratio compares two paths measured in the \
+                 same process.",
                 options.runs
             )
         } else {

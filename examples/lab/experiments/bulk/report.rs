@@ -56,6 +56,13 @@ pub fn write_report(
         KEYS_PER_RUNS / 1000,
         runs * KEYS_PER_RUNS.div_ceil(1000)
     ));
+    if let Some(load) = load_average() {
+        out.text(&format!(
+            "Load average (1, 5, 15 min) when the report was written: {load}. On a shared machine \
+             other jobs take turns with this one; the maps whose batch is the one-by-one default \
+             show how far that moves a ratio that should read 1.00×.\n"
+        ));
+    }
     let mut table = Table::new(
         "bulk",
         &[
@@ -161,4 +168,11 @@ pub fn write_report(
         y_desc: "million keys/s (batch path)".into(),
         shade_from: None,
     });
+}
+
+/// The system's load averages from `/proc/loadavg` (Linux), if readable.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let fields: Vec<&str> = text.split_whitespace().take(3).collect();
+    (fields.len() == 3).then(|| fields.join(", "))
 }
