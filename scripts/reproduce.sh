@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every table and figure the notes in papers/ quote: the lab's paper experiments
-# (table1, fig5, table2, decomp, skew) and the default lab report, each copied (report.md, CSV,
-# SVG) into OUT/<experiment>/.
+# (table1, fig5, table2, decomp, skew), the bulk-vs-one-by-one comparison (bulk) and the default
+# lab report, each copied (report.md, CSV, SVG) into OUT/<experiment>/.
 #
 #   scripts/reproduce.sh                 # full sizes, a few minutes on 2 cores; OUT=papers/results
 #   scripts/reproduce.sh --quick         # toy sizes, a smoke test (1-2 minutes); OUT=target/reproduce-quick
@@ -15,7 +15,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick="--quick"; shift ;;
         --out) out="${2:?--out needs a folder}"; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -34,7 +34,7 @@ rm -rf "$work"
 mkdir -p "$work" "$out"
 
 started=$(date +%s)
-for experiment in table1 fig5 table2 decomp skew; do
+for experiment in table1 fig5 table2 decomp skew bulk; do
     printf '\n=== lab %s %s (%s) ===\n' "$experiment" "$quick" "$(date +%T)"
     extra=()
     if [[ "$experiment" == decomp ]]; then extra=(--relaxed-lab "$relaxed_lab"); fi
@@ -48,7 +48,7 @@ else
     "$lab" run --threads 1,2,4,8,16,64 --out "$work/run"
 fi
 
-for experiment in table1 fig5 table2 decomp skew run; do
+for experiment in table1 fig5 table2 decomp skew bulk run; do
     rm -rf "${out:?}/$experiment"
     mkdir -p "$out/$experiment"
     cp "$work/$experiment"/*.md "$work/$experiment"/*.csv "$work/$experiment"/*.svg "$out/$experiment/"

@@ -12,7 +12,7 @@ use crate::workload::Workload;
 pub enum Command {
     /// Print the usage text.
     Help,
-    /// List maps and workloads.
+    /// List maps, workloads and experiments.
     List,
     /// Run the default report with these options.
     Run(RunOptions),
@@ -96,13 +96,14 @@ USAGE:
 
 SUBCOMMANDS:
     run     the default report (the default when no subcommand is given)
-    list    list the maps and workloads
+    list    list the maps, workloads and experiments
     help    print this text
     table1  ICDE'13 Table I replica: failed CAS installs per kind, 5:1 read:write mix
     fig5    ICDE'13 Fig. 5 replica: throughput vs leaf delta-chain threshold
     table2  SIGMOD'18 Table 2 replica: insert abort rates (random, monotonic, right edge)
     decomp  SIGMOD'18 §6.3 replica: single-thread reads with/without delta chains, OLC B+tree
     skew    Zipfian skew, leaf chain-length distribution at access, abort-rate thread sweep
+    bulk    bulk load, insert_batch and get_many vs one-by-one inserts and gets, every map
 
 OPTIONS (run):
     --maps A,B,...         maps to measure (default: all; see `list`)
@@ -122,15 +123,18 @@ OPTIONS (run):
                            still apply)
     -h, --help             print this text
 
-OPTIONS (table1, fig5, table2, decomp, skew):
-    --quick                tiny sizes (20k keys, 20ms, 1 run; seconds)
+OPTIONS (table1, fig5, table2, decomp, skew, bulk):
+    --quick                tiny sizes (20k keys, 20ms, 1 run; seconds; bulk: batches of 100
+                           and 1k instead of 1k and 10k)
     --out DIR              output folder (default target/lab/<subcommand>)
-    --keys N               preloaded keys (table2: keys inserted per cell; default 1M)
-    --duration D           length of one timed run (default 250ms)
+    --keys N               preloaded keys (table2: keys inserted per cell; bulk: keys loaded
+                           and preloaded; default 1M)
+    --duration D           length of one timed run (default 250ms; bulk times whole calls)
     --runs R               runs per cell (default 3)
     --seed S               seed of the key streams
     --relaxed-lab PATH     decomp only: a lab built with RUSTFLAGS=\"--cfg bwtree_relaxed_loads\",
                            run in a child process for the relaxed-loads row
+    --maps A,B,...         bulk only: maps to measure (default: all; see `list`)
 
 OUTPUT: DIR/report.md (tables), DIR/*.csv, DIR/*.svg (plots).
 Exit status: 0 on success, 1 if a map gave a wrong answer, 2 on bad usage or an I/O error.
@@ -155,7 +159,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
         }
         Some(other) if !other.starts_with('-') => {
             return Err(format!(
-                "unknown subcommand {other:?}; available: run, list, help, table1, fig5, table2, decomp, skew"
+                "unknown subcommand {other:?}; available: run, list, help, table1, fig5, table2, decomp, \
+                 skew, bulk"
             ));
         }
         _ => {}
@@ -287,6 +292,13 @@ fn parse_experiment(experiment: Experiment, rest: &[String]) -> Result<Command, 
             "--relaxed-lab" if experiment == Experiment::Decomp => {
                 options.relaxed_lab = Some(PathBuf::from(value));
             }
+            "--maps" if experiment == Experiment::Bulk => {
+                options.maps = list(value);
+                if options.maps.is_empty() {
+                    return Err(bad("expected at least one map"));
+                }
+                crate::maps::select(&options.maps)?;
+            }
             _ => {
                 return Err(format!(
                     "unknown option {flag:?} for {} (see --help)",
@@ -391,6 +403,16 @@ mod tests {
             )))
         );
         assert!(args(&["fig5", "--threads", "2"]).is_err());
+        assert!(
+            args(&["fig5", "--maps", "bwtree"]).is_err(),
+            "only bulk takes --maps"
+        );
+        let Ok(Command::Experiment(o)) = args(&["bulk", "--maps", "bwtree,skipmap", "--quick"])
+        else {
+            panic!("expected an experiment");
+        };
+        assert_eq!((o.experiment, o.maps.len()), (Experiment::Bulk, 2));
+        assert!(args(&["bulk", "--maps", "nosuchmap"]).is_err());
         assert!(args(&["decomp", "--keys", "1"]).is_err());
     }
 

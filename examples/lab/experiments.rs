@@ -1,6 +1,7 @@
 //! The paper experiments, one subcommand each: `table1` and `fig5` (ICDE'13 Table I and Fig. 5),
 //! `table2` and `decomp` (SIGMOD'18 Table 2 and §6.3), and `skew` (curves neither paper published:
-//! retries under Zipfian skew, the leaf chain-length distribution at access, a thread sweep).
+//! retries under Zipfian skew, the leaf chain-length distribution at access, a thread sweep); and
+//! `bulk` (module [`bulk`]): batch operations against their one-by-one equivalents on every map.
 //!
 //! Each one builds Bw-trees with the configuration it studies, drives them with [`runner::Cell`]s
 //! (or, for the insert-only Table 2, with its own key streams), reads the tree's
@@ -27,6 +28,8 @@ use crate::report::{cpu_model, short_count, utc_now};
 use crate::runner::{Cell, CellResult, run_cell};
 use crate::workload::{InsertKeys, OpMix};
 
+mod bulk;
+
 /// The experiment subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Experiment {
@@ -40,16 +43,19 @@ pub enum Experiment {
     Decomp,
     /// Zipfian skew, chain-length distributions and a thread sweep of the abort rate.
     Skew,
+    /// Bulk load, `insert_batch` and `get_many` against one-by-one inserts and gets, every map.
+    Bulk,
 }
 
 impl Experiment {
     /// Every experiment, in the order `scripts/reproduce.sh` runs them.
-    pub const ALL: [Experiment; 5] = [
+    pub const ALL: [Experiment; 6] = [
         Experiment::Table1,
         Experiment::Fig5,
         Experiment::Table2,
         Experiment::Decomp,
         Experiment::Skew,
+        Experiment::Bulk,
     ];
 
     /// The subcommand (and default output folder) name.
@@ -60,6 +66,21 @@ impl Experiment {
             Experiment::Table2 => "table2",
             Experiment::Decomp => "decomp",
             Experiment::Skew => "skew",
+            Experiment::Bulk => "bulk",
+        }
+    }
+
+    /// One line on what the experiment measures (for `lab list`).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Experiment::Table1 => "ICDE'13 Table I replica: failed CAS installs per kind",
+            Experiment::Fig5 => "ICDE'13 Fig. 5 replica: throughput vs leaf delta-chain threshold",
+            Experiment::Table2 => "SIGMOD'18 Table 2 replica: insert abort rates",
+            Experiment::Decomp => "SIGMOD'18 §6.3 replica: reads with/without delta chains",
+            Experiment::Skew => "Zipfian skew, chain lengths at access, abort-rate thread sweep",
+            Experiment::Bulk => {
+                "bulk load, insert_batch and get_many vs one by one, every map (ratios)"
+            }
         }
     }
 
@@ -89,6 +110,8 @@ pub struct ExpOptions {
     /// `decomp` only: a lab binary built with `--cfg bwtree_relaxed_loads`, run for the
     /// "also relaxed loads" row.
     pub relaxed_lab: Option<PathBuf>,
+    /// Maps to measure, by name (only `bulk` measures more than the Bw-tree): default all.
+    pub maps: Vec<String>,
 }
 
 impl ExpOptions {
@@ -103,6 +126,7 @@ impl ExpOptions {
             keys: None,
             seed: 0x1AB,
             relaxed_lab: None,
+            maps: crate::maps::all().into_iter().map(|f| f.name).collect(),
         }
     }
 
@@ -129,6 +153,7 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
         Experiment::Table2 => table2(options, &mut out),
         Experiment::Decomp => decomp(options, &mut out),
         Experiment::Skew => skew(options, &mut out),
+        Experiment::Bulk => bulk::run(options, &mut out),
     }
     let violations = out.violations.len();
     let out_errors = out.errors.clone();
@@ -247,11 +272,25 @@ struct Figure {
 impl Out {
     fn new(options: &ExpOptions, command: String) -> Out {
         let mut md = String::new();
+        let cells = if options.experiment == Experiment::Bulk {
+            format!(
+                "Cells: one thread; median throughput over at least {} run(s) of each path (small \
+                 batches get more, see below); every ratio compares two paths measured in the \
+                 same process.",
+                options.runs
+            )
+        } else {
+            format!(
+                "Cells: {} ms per run, {} run(s) (median throughput; counters over all runs). \
+                 Thread counts marked † exceed the machine's hardware threads (oversubscribed).",
+                options.duration.as_millis(),
+                options.runs
+            )
+        };
         let _ = writeln!(
             md,
             "# lab {}{}\n\nCommand: `{command}`  \nMachine: {} hardware threads, {}; {} UTC.  \n\
-             Cells: {} ms per run, {} run(s) (median throughput; counters over all runs). Thread \
-             counts marked † exceed the machine's hardware threads (oversubscribed).\n",
+             {cells}\n",
             options.experiment.name(),
             if options.quick {
                 " (--quick: toy sizes, not for quoting)"
@@ -261,8 +300,6 @@ impl Out {
             cores(),
             cpu_model(),
             utc_now(),
-            options.duration.as_millis(),
-            options.runs
         );
         Out {
             dir: options.out.clone(),

@@ -12,7 +12,8 @@
 //! with height, fill and memory checkpoints), `suite` (the default report's sequence), `report`
 //! (markdown and CSV), `plot` (SVG), `alloc` (the counting allocator behind bytes per key).
 //! `experiments` holds the paper experiments (`table1`, `fig5`, `table2`, `decomp`, `skew`), built
-//! from `runner::Cell` and the tree's statistics.
+//! from `runner::Cell` and the tree's statistics, and `bulk` (batch operations against one-by-one
+//! on every map).
 
 mod alloc;
 mod cli;
@@ -54,6 +55,10 @@ fn main() -> ExitCode {
             println!("workloads:");
             for w in workload::Workload::ALL {
                 println!("  {:<16} {}", w.id(), w.describe());
+            }
+            println!("experiments (subcommands):");
+            for e in experiments::Experiment::ALL {
+                println!("  {:<16} {}", e.name(), e.describe());
             }
             ExitCode::SUCCESS
         }

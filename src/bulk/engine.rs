@@ -12,7 +12,10 @@
 //! entries are taken out, the leaf is re-read (moving right if it split) and the group is trimmed to
 //! the keys the new head still covers; the rest go back to the queue. Nothing is posted on a page
 //! whose newest node is an unfinished structure modification: the leaf is found with write intent,
-//! which completes it first.
+//! which completes it first. The group's buffers are reused from one group to the next, so a group
+//! of one key (a random batch spread over a large tree) allocates only its delta and its verdicts,
+//! and a group is cut from the queue by a galloping search from the front, O(log) of the group's
+//! length rather than of the queue's.
 //!
 //! # Deferred rebalancing
 //! A group's delta can leave its leaf above capacity, below the merge threshold or with a long
@@ -81,6 +84,28 @@ pub(crate) enum Stop<K, E> {
     Abort { key: K, slot: usize, error: E },
     /// `decide` or the progress callback panicked.
     Panic(Box<dyn Any + Send>),
+}
+
+/// Buffers that posting reuses from group to group, so that a group of one key (a random batch
+/// spread thin over a large tree) costs no allocation besides its delta and its verdicts. Each is
+/// empty between groups.
+struct Scratch<K, V> {
+    /// The entries of the group being posted, sorted.
+    group: Vec<Entry<K, V>>,
+    /// The entries going into the group's delta.
+    posted: Vec<(K, Option<V>)>,
+    /// Their input positions.
+    slots: Vec<usize>,
+}
+
+impl<K, V> Default for Scratch<K, V> {
+    fn default() -> Self {
+        Scratch {
+            group: Vec::new(),
+            posted: Vec::new(),
+            slots: Vec::new(),
+        }
+    }
 }
 
 /// The state of one batch call: metrics, the ranges to rebalance, progress reporting.
@@ -159,25 +184,29 @@ where
         run: &mut Run<'_, K>,
     ) -> Result<(), Stop<K, E>> {
         let mut queue: VecDeque<Entry<K, V>> = entries.into();
+        let mut scratch = Scratch::default();
         while let Some(first) = queue.front() {
             let guard = &self.guard();
             let page = self.find_leaf(&At(&first.key), Intent::Write, guard);
             run.metrics.descents += 1;
             let node = page.node();
-            let len = queue.partition_point(|e| node.below_high(&e.key));
-            let group: Vec<Entry<K, V>> = queue.drain(..len).collect();
-            let finished = self.post_group(group, page, &mut queue, decide, sink, run, guard)?;
+            let len = leading(&queue, |e| node.below_high(&e.key));
+            scratch.group.extend(queue.drain(..len));
+            let finished =
+                self.post_group(&mut scratch, page, &mut queue, decide, sink, run, guard)?;
             run.done += finished;
             run.report(false).map_err(Stop::Panic)?;
         }
         Ok(())
     }
 
-    /// Posts one group on `page` (retrying on lost CASes); returns how many entries it finished.
+    /// Posts the group in `scratch.group` on `page` (retrying on lost CASes); returns how many
+    /// entries it finished, leaving the scratch buffers empty (on an error the batch stops and the
+    /// buffers are dropped).
     #[allow(clippy::too_many_arguments)]
     fn post_group<'g, E>(
         &self,
-        mut group: Vec<Entry<K, V>>,
+        scratch: &mut Scratch<K, V>,
         mut page: PageRef<'g, K, V>,
         queue: &mut VecDeque<Entry<K, V>>,
         decide: &mut Decide<'_, K, V, E>,
@@ -187,19 +216,16 @@ where
     ) -> Result<usize, Stop<K, E>> {
         loop {
             let node = page.node();
+            let group = &mut scratch.group;
             // The page may have split since the group was formed: hand back what it lost.
             let keep = group.partition_point(|e| node.below_high(&e.key));
             for entry in group.drain(keep..).rev() {
                 queue.push_front(entry);
             }
             let appending = beyond_every_key(node, &group[0].key);
-            let mut posted: Vec<(K, Option<V>)> = Vec::with_capacity(group.len());
-            let mut posted_slots = Vec::with_capacity(group.len());
-            let mut previous: Vec<Option<&'g V>> = Vec::with_capacity(group.len());
-            let mut held: Vec<(Entry<K, V>, Option<&'g V>)> = Vec::new();
-            let mut size = i64::from(node.meta.size);
-            let mut verdicts = Vec::with_capacity(group.len());
-            for entry in &group {
+            // Each entry's verdict and current value, in group order.
+            let mut verdicts: Vec<(Verdict<E>, Option<&'g V>)> = Vec::with_capacity(group.len());
+            for entry in group.iter() {
                 let current = if appending {
                     None
                 } else {
@@ -216,18 +242,20 @@ where
                 }
                 verdicts.push((verdict, current));
             }
-            for (entry, (verdict, current)) in group.drain(..).zip(verdicts) {
+            let (posted, slots) = (&mut scratch.posted, &mut scratch.slots);
+            let mut held: Vec<(Entry<K, V>, Option<&'g V>)> = Vec::new();
+            let mut size = i64::from(node.meta.size);
+            for (entry, (verdict, current)) in group.drain(..).zip(&verdicts) {
                 if let Verdict::Apply = verdict {
                     size += match (&entry.value, current) {
                         (Some(_), None) => 1,
                         (None, Some(_)) => -1,
                         _ => 0,
                     };
-                    posted_slots.push(entry.slot);
-                    previous.push(current);
+                    slots.push(entry.slot);
                     posted.push((entry.key, entry.value));
                 } else {
-                    held.push((entry, current));
+                    held.push((entry, *current));
                 }
             }
             if posted.is_empty() {
@@ -242,7 +270,7 @@ where
                 return Ok(held.len());
             }
             let size = u32::try_from(size).expect("a page holds fewer than 2^32 entries");
-            let delta = node::batch_delta(node, posted.into_iter(), size);
+            let delta = node::batch_delta(node, posted.drain(..), size);
             run.metrics.cas_attempts += 1;
             let installed = self.table.cas(page.pid, page.node, delta, guard);
             self.stats.cas(CasKind::Batch, installed.is_ok());
@@ -252,11 +280,16 @@ where
                         unreachable!("a batch delta was installed")
                     };
                     let (keys, values) = (batch.keys(), batch.values());
-                    for (i, slot) in posted_slots.iter().enumerate() {
+                    // The posted entries are the applied ones, in group order.
+                    let previous = verdicts
+                        .iter()
+                        .filter(|(verdict, _)| matches!(verdict, Verdict::Apply))
+                        .map(|(_, current)| *current);
+                    for (i, (slot, previous)) in slots.drain(..).zip(previous).enumerate() {
                         sink(Outcome::Posted {
-                            slot: *slot,
+                            slot,
                             key: &keys[i],
-                            previous: previous[i],
+                            previous,
                             written: values[i].as_ref(),
                         });
                     }
@@ -279,8 +312,8 @@ where
                 Err(delta) => {
                     run.metrics.cas_failures += 1;
                     let back = delta.into_batch_entries();
-                    group = merge_back(back, posted_slots, held);
-                    page = self.relocate_leaf(page.pid, &group[0].key, guard);
+                    scratch.group = merge_back(back, slots.drain(..), held);
+                    page = self.relocate_leaf(page.pid, &scratch.group[0].key, guard);
                 }
             }
         }
@@ -374,11 +407,33 @@ fn beyond_every_key<K: Ord, V>(head: NodeRef<'_, K, V>, key: &K) -> bool {
     }
 }
 
+/// How many entries at the front of `queue` satisfy `pred` (which holds for a prefix of it): a
+/// galloping search from the front, O(log g) for a group of `g` entries instead of O(log n) over
+/// the whole queue — most groups of a random batch are a single key.
+fn leading<T>(queue: &VecDeque<T>, pred: impl Fn(&T) -> bool) -> usize {
+    // Every entry before `lo` satisfies `pred`; the answer lies in `lo..=hi`.
+    let (mut lo, mut step) = (0, 1);
+    while lo + step <= queue.len() && pred(&queue[lo + step - 1]) {
+        lo += step;
+        step *= 2;
+    }
+    let mut hi = (lo + step - 1).min(queue.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(&queue[mid]) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Rebuilds a group after a lost CAS: the entries taken back out of the delta (with their slots)
 /// merged, in key order, with those that were held back.
 fn merge_back<K: Ord, V>(
     back: Vec<(K, Option<V>)>,
-    slots: Vec<usize>,
+    slots: impl Iterator<Item = usize>,
     held: Vec<(Entry<K, V>, Option<&V>)>,
 ) -> Vec<Entry<K, V>> {
     let mut out = Vec::with_capacity(back.len() + held.len());
@@ -401,5 +456,21 @@ fn merge_back<K: Ord, V>(
             held.next()
         };
         out.extend(next);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::leading;
+    use std::collections::VecDeque;
+
+    #[test]
+    fn leading_counts_the_prefix_that_satisfies() {
+        for len in 0..40usize {
+            let queue: VecDeque<usize> = (0..len).collect();
+            for cut in 0..=len {
+                assert_eq!(leading(&queue, |&x| x < cut), cut, "len {len}, cut {cut}");
+            }
+        }
     }
 }

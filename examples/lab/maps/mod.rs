@@ -10,6 +10,9 @@ use bwtree::baselines::{CoarseLockMap, LockCouplingBTree, OlcBTree};
 /// Every map the lab drives: u64 keys and values, shared by reference between threads.
 pub type LabMap = dyn ConcurrentMap<u64, u64>;
 
+/// Builds a map from pairs in ascending key order in one step (a bulk load).
+type BulkLoad = Box<dyn Fn(Vec<(u64, u64)>) -> Box<LabMap> + Send + Sync>;
+
 /// Builds empty maps of one kind; later experiments can make factories for configured variants
 /// (a Bw-tree with another chain threshold, say) with [`MapFactory::new`].
 pub struct MapFactory {
@@ -17,7 +20,33 @@ pub struct MapFactory {
     pub name: String,
     /// One line on what the map is.
     pub about: &'static str,
+    /// How the map's `insert_batch` and `get_many` work (for the `bulk` experiment's report).
+    pub batches: Batches,
     make: Box<dyn Fn() -> Box<LabMap> + Send + Sync>,
+    /// The map's own bulk load from sorted pairs, if it has one.
+    bulk_load: Option<(&'static str, BulkLoad)>,
+}
+
+/// How a map implements the batch methods of [`ConcurrentMap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batches {
+    /// The trait's defaults: one `insert`/`get` per key.
+    OneByOne,
+    /// One lock acquisition for the whole batch, then one operation per key under it.
+    OneLock,
+    /// The map's own batch operations (the Bw-tree: one delta per leaf, shared traversals).
+    Native,
+}
+
+impl Batches {
+    /// A short description for reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Batches::OneByOne => "trait default (one by one)",
+            Batches::OneLock => "one lock acquisition",
+            Batches::Native => "native (one delta per leaf; shared traversals)",
+        }
+    }
 }
 
 impl MapFactory {
@@ -30,14 +59,52 @@ impl MapFactory {
         MapFactory {
             name: name.into(),
             about,
+            batches: Batches::OneByOne,
             make: Box::new(make),
+            bulk_load: None,
         }
+    }
+
+    /// The same factory, recording how the map's batch methods work.
+    pub fn with_batches(mut self, batches: Batches) -> MapFactory {
+        self.batches = batches;
+        self
+    }
+
+    /// The same factory with a bulk load, named `how` in reports, that builds a map from pairs in
+    /// strictly ascending key order.
+    pub fn with_bulk_load(
+        mut self,
+        how: &'static str,
+        load: impl Fn(Vec<(u64, u64)>) -> Box<LabMap> + Send + Sync + 'static,
+    ) -> MapFactory {
+        self.bulk_load = Some((how, Box::new(load)));
+        self
     }
 
     /// A new, empty map.
     pub fn make(&self) -> Box<LabMap> {
         (self.make)()
     }
+
+    /// The name of the map's own bulk load, if it has one.
+    pub fn bulk_load_name(&self) -> Option<&'static str> {
+        self.bulk_load.as_ref().map(|(how, _)| *how)
+    }
+
+    /// A map built by the map's own bulk load from `sorted` (strictly ascending keys), or `None`
+    /// (and `sorted` unused) if it has none.
+    pub fn bulk_load(&self, sorted: Vec<(u64, u64)>) -> Option<Box<LabMap>> {
+        self.bulk_load.as_ref().map(|(_, load)| load(sorted))
+    }
+}
+
+/// A Bw-tree with `config` bulk-loaded from `sorted` with the default fill factor.
+fn bwtree_from_sorted(config: bwtree::Config, sorted: Vec<(u64, u64)>) -> Box<LabMap> {
+    Box::new(
+        BwTree::from_sorted_iter_with(config, bwtree::DEFAULT_FILL_FACTOR, sorted)
+            .expect("the lab's bulk loads are sorted and distinct"),
+    )
 }
 
 /// The name of the map the report compares with the others.
@@ -50,7 +117,11 @@ pub fn all() -> Vec<MapFactory> {
             SUBJECT,
             "this crate's lock-free Bw-tree, default Config",
             || Box::new(BwTree::<u64, u64>::new()),
-        ),
+        )
+        .with_batches(Batches::Native)
+        .with_bulk_load("from_sorted_iter", |sorted| {
+            bwtree_from_sorted(bwtree::Config::default(), sorted)
+        }),
         MapFactory::new(
             "olc-btree",
             "baseline: B+tree with optimistic lock coupling",
@@ -65,7 +136,8 @@ pub fn all() -> Vec<MapFactory> {
             "coarse-rwlock",
             "baseline: std BTreeMap behind one RwLock",
             || Box::new(CoarseLockMap::<u64, u64>::new()),
-        ),
+        )
+        .with_batches(Batches::OneLock),
         MapFactory::new(
             "skipmap",
             "peer: crossbeam-skiplist SkipMap (lock-free skip list)",
@@ -91,20 +163,26 @@ pub fn all() -> Vec<MapFactory> {
 
 /// Variants of the Bw-tree for ablations, selectable with `--maps` but not in the default run.
 pub fn variants() -> Vec<MapFactory> {
-    vec![MapFactory::new(
-        "bwtree-no-merge",
-        "this crate's Bw-tree with merges off (both merge thresholds 0)",
-        || {
-            Box::new(
-                BwTree::<u64, u64>::with_config(bwtree::Config {
-                    leaf_merge_threshold: 0,
-                    inner_merge_threshold: 0,
-                    ..bwtree::Config::default()
-                })
-                .expect("a valid configuration"),
-            )
-        },
-    )]
+    let no_merge = || bwtree::Config {
+        leaf_merge_threshold: 0,
+        inner_merge_threshold: 0,
+        ..bwtree::Config::default()
+    };
+    vec![
+        MapFactory::new(
+            "bwtree-no-merge",
+            "this crate's Bw-tree with merges off (both merge thresholds 0)",
+            move || {
+                Box::new(
+                    BwTree::<u64, u64>::with_config(no_merge()).expect("a valid configuration"),
+                )
+            },
+        )
+        .with_batches(Batches::Native)
+        .with_bulk_load("from_sorted_iter", move |sorted| {
+            bwtree_from_sorted(no_merge(), sorted)
+        }),
+    ]
 }
 
 /// The factories named in `names` (in that order), or an error naming the unknown one.
@@ -202,6 +280,31 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Every factory's bulk load (where it has one) and batch methods give the map the pairs.
+    #[test]
+    fn bulk_loads_and_batches_fill_every_map() {
+        let sorted: Vec<(u64, u64)> = (0..1_000).map(|k| (k * 2, k)).collect();
+        for factory in all().into_iter().chain(variants()) {
+            match factory.bulk_load(sorted.clone()) {
+                Some(map) => {
+                    assert!(factory.name.starts_with(SUBJECT), "{}", factory.name);
+                    assert!(factory.bulk_load_name().is_some());
+                    assert_eq!(map.get(&998), Some(499), "{}", factory.name);
+                    assert_eq!(map.get(&999), None, "{}", factory.name);
+                }
+                None => assert!(factory.bulk_load_name().is_none(), "{}", factory.name),
+            }
+            let map = factory.make();
+            assert_eq!(map.insert_batch(sorted.clone()), vec![None; 1_000]);
+            assert_eq!(
+                map.get_many(&[0, 1, 1_998]),
+                vec![Some(0), None, Some(999)],
+                "{}",
+                factory.name
+            );
         }
     }
 
