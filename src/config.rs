@@ -9,17 +9,11 @@
 //! - *no delta chains*: [`Config::consolidate_every_update`];
 //! - *no acquire loads*: the `--cfg bwtree_relaxed_loads` build (see `sync::PUBLISHED_LOAD`), sound
 //!   only while a single thread uses the tree;
-//! - *no mapping table* is **not** provided. Reading children through node pointers cached in inner
-//!   base pages is unsound as soon as the child's chain is replaced: a consolidation or split retires
-//!   the cached chain, and a reader that follows the cache after that chain's epoch ended reads freed
-//!   memory. A sound variant would need (1) a child-pointer array in every inner base page (a change of
-//!   the one-allocation page layout in `node`), (2) a tree-wide "sealed" flag, set by an explicit call
-//!   after a full consolidation and cleared with `SeqCst` by every writer before its first CAS, and
-//!   (3) readers that load the flag (`SeqCst`, after pinning), descend through the cached pointers
-//!   and load the flag again after reading the leaf, falling back to the mapping table if it was
-//!   cleared: a chain retired after the flag was cleared cannot then be freed while such a reader is
-//!   still pinned, and an answer given under an unchanged flag was current. That is more than a
-//!   switch; it is left for later.
+//! - *no mapping table*: [`BwTree::freeze_routes`](crate::BwTree::freeze_routes), a read-only view
+//!   that holds the tree exclusively and descends through child pointers cached in the inner pages
+//!   (see the `frozen` module). Caching pointers in a tree that keeps changing would be unsound — a
+//!   consolidation or split retires the cached chain — so the view exists only while no writer
+//!   can.
 
 use core::fmt;
 

@@ -8,6 +8,7 @@ mod chain;
 mod config;
 mod counters;
 mod fault;
+mod frozen;
 mod handles;
 mod invariants;
 mod iter;
@@ -42,6 +43,7 @@ pub use bulk::{
     DEFAULT_FILL_FACTOR, KeyExists, Progress,
 };
 pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Maintenance};
+pub use frozen::FrozenRoutes;
 pub use invariants::InvariantViolation;
 pub use iter::Range;
 pub use maintenance::{MaintenanceHandle, MaintenanceReport};

@@ -313,6 +313,22 @@ fn base_layout<K, V, A, B>(a_len: usize, b_len: usize) -> (Layout, usize, usize)
     (layout, a_offset, b_offset)
 }
 
+/// A child pointer cached in an inner base page by [`BwTree::freeze_routes`](crate::BwTree::freeze_routes)
+/// (null otherwise). A plain std atomic even under loom: it is written and read only while the tree
+/// is exclusively borrowed by a frozen view, so no thread races on it.
+pub(crate) type CachedChild = core::sync::atomic::AtomicPtr<u8>;
+
+/// Layout of an inner base page with `len` children: the header, `len - 1` separators, `len` child
+/// PIDs and `len` [`CachedChild`] slots; returns the layout and the three arrays' offsets.
+fn inner_layout<K, V>(len: usize) -> (Layout, usize, usize, usize) {
+    let (layout, separators_at, children_at) = base_layout::<K, V, K, Pid>(len - 1, len);
+    let cached_at = round_up(layout.size(), align_of::<CachedChild>());
+    let size = cached_at + len * size_of::<CachedChild>();
+    let align = layout.align().max(align_of::<CachedChild>());
+    let layout = Layout::from_size_align(size, align).expect("base page too large");
+    (layout, separators_at, children_at, cached_at)
+}
+
 /// A published node, valid while the epoch guard `'g` it was loaded under is alive.
 pub(crate) struct NodeRef<'g, K, V> {
     ptr: NonNull<Node<K, V>>,
@@ -586,7 +602,7 @@ impl<'g, K, V> InnerRef<'g, K, V> {
     #[inline]
     pub(crate) fn separators(&self) -> &'g [K] {
         let len = self.len();
-        let (_, separators, _) = base_layout::<K, V, K, Pid>(len - 1, len);
+        let (_, separators, _, _) = inner_layout::<K, V>(len);
         // SAFETY: an inner base page with `len` children holds `len - 1` initialised separators at
         // this offset of its allocation; it lives for `'g`.
         unsafe {
@@ -598,10 +614,25 @@ impl<'g, K, V> InnerRef<'g, K, V> {
     #[inline]
     pub(crate) fn children(&self) -> &'g [Pid] {
         let len = self.len();
-        let (_, _, children) = base_layout::<K, V, K, Pid>(len - 1, len);
+        let (_, _, children, _) = inner_layout::<K, V>(len);
         // SAFETY: as for `separators`, `len` child PIDs.
         unsafe {
             core::slice::from_raw_parts(self.ptr.cast::<u8>().add(children).cast::<Pid>(), len)
+        }
+    }
+
+    /// The cached child pointers, parallel to [`InnerRef::children`]: null unless a frozen view
+    /// filled them (see `frozen`).
+    #[inline]
+    pub(crate) fn cached_children(&self) -> &'g [CachedChild] {
+        let len = self.len();
+        let (_, _, _, cached) = inner_layout::<K, V>(len);
+        // SAFETY: as for `separators`, `len` slots, initialised (null) by `inner_base`.
+        unsafe {
+            core::slice::from_raw_parts(
+                self.ptr.cast::<u8>().add(cached).cast::<CachedChild>(),
+                len,
+            )
         }
     }
 }
@@ -919,7 +950,7 @@ pub(crate) fn inner_base<K, V>(
 ) -> OwnedNode<K, V> {
     let len = children.len();
     assert!(len >= 1 && separators.len() + 1 == len && level >= 1);
-    let (layout, separators_at, children_at) = base_layout::<K, V, K, Pid>(len - 1, len);
+    let (layout, separators_at, children_at, cached_at) = inner_layout::<K, V>(len);
     let meta = Meta {
         low: ptr::null(),
         high: ptr::null(),
@@ -931,14 +962,18 @@ pub(crate) fn inner_base<K, V>(
         slots: NO_SHORTCUT,
     };
     let mut page = BasePageBuilder::<K, V>::new(layout, Kind::InnerBase, meta, low, high, len);
-    // SAFETY: `len` PIDs fit at `children_at`; PIDs have no drop glue, so they count as initialised
-    // once written.
+    // SAFETY: `len` PIDs fit at `children_at` and `len` cached-child slots at `cached_at`; neither
+    // has drop glue, so they count as initialised once written.
     unsafe {
         ptr::copy_nonoverlapping(
             children.as_ptr(),
             page.base().add(children_at).cast::<Pid>(),
             len,
         );
+        let cached = page.base().add(cached_at).cast::<CachedChild>();
+        for i in 0..len {
+            cached.add(i).write(CachedChild::new(ptr::null_mut()));
+        }
     }
     for (i, separator) in separators.take(len - 1).enumerate() {
         // SAFETY: slot `i < len - 1` of the separator array lies inside the allocation.
@@ -1056,7 +1091,7 @@ unsafe fn drop_base_contents<K, V>(
                 ));
             }
             Kind::InnerBase => {
-                let (_, separators_at, _) = base_layout::<K, V, K, Pid>(len - 1, len);
+                let (_, separators_at, _, _) = inner_layout::<K, V>(len);
                 ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
                     base.add(separators_at).cast::<K>(),
                     initialised,
@@ -1091,7 +1126,7 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
                 let (layout, initialised) = if kind == Kind::LeafBase {
                     (base_layout::<K, V, K, V>(len, len).0, len)
                 } else {
-                    (base_layout::<K, V, K, Pid>(len - 1, len).0, len - 1)
+                    (inner_layout::<K, V>(len).0, len - 1)
                 };
                 drop_base_contents::<K, V>(header, kind, len, initialised);
                 std::alloc::dealloc(header.cast(), layout);

@@ -1083,6 +1083,31 @@ fn relaxed_row(
     Ok((RELAXED_ROW.to_string(), mops, chain))
 }
 
+/// The `decomp` row that reads through [`BwTree::freeze_routes`]: no mapping table on the way down.
+const FROZEN_ROW: &str = "bwtree no delta chain + no mapping table";
+
+/// A frozen view behind the lab's map interface. Lookups only: `decomp` runs nothing else, and a
+/// frozen tree cannot change.
+struct FrozenMap<'t>(bwtree::FrozenRoutes<'t, u64, u64>);
+
+impl ConcurrentMap<u64, u64> for FrozenMap<'_> {
+    fn name(&self) -> &'static str {
+        "bwtree-frozen-routes"
+    }
+    fn insert(&self, _key: u64, _value: u64) -> Option<u64> {
+        unreachable!("a frozen view is read-only; decomp only looks keys up")
+    }
+    fn get(&self, key: &u64) -> Option<u64> {
+        self.0.get(key)
+    }
+    fn remove(&self, _key: &u64) -> Option<u64> {
+        unreachable!("a frozen view is read-only; decomp only looks keys up")
+    }
+    fn scan(&self, _: Bound<&u64>, _: Bound<&u64>, _: usize, _: &mut Vec<(u64, u64)>) -> usize {
+        unreachable!("a frozen view is read-only; decomp only looks keys up")
+    }
+}
+
 /// The `decomp` row measured by a relaxed-loads build of the lab.
 const RELAXED_ROW: &str = "bwtree no delta chain + relaxed loads";
 
@@ -1124,11 +1149,48 @@ fn decomp(options: &ExpOptions, out: &mut Out) {
     let variants: &[&str] = if relaxed_build {
         &[RELAXED_ROW]
     } else {
-        &["bwtree default", "bwtree no delta chain", "olc-btree"]
+        &[
+            "bwtree default",
+            "bwtree no delta chain",
+            FROZEN_ROW,
+            "olc-btree",
+        ]
     };
+    let mut fallbacks = None;
     let mut rows: Vec<(String, f64, Option<f64>)> = Vec::new();
     for &name in variants {
         settle();
+        if name == FROZEN_ROW {
+            let mut tree = bwtree(Config {
+                consolidate_every_update: true,
+                ..Config::default()
+            });
+            if let Some(v) = fill(&tree, &keys, n, cores()) {
+                out.violation(v);
+                continue;
+            }
+            tree.run_maintenance();
+            let frozen = FrozenMap(tree.freeze_routes());
+            let cell = Cell {
+                map: &frozen,
+                keys: &keys,
+                chooser: &chooser,
+                mix: OpMix::GET,
+                threads: 1,
+                duration: options.duration,
+                runs: options.runs,
+                seed: options.seed,
+            };
+            let result = run_cell(&cell);
+            if let Some(v) = result.violation.clone() {
+                out.violation(v);
+            }
+            fallbacks = Some(frozen.0.fallbacks());
+            rows.push((name.to_string(), result.median_ops() / 1e6, None));
+            drop(tree);
+            settle();
+            continue;
+        }
         let no_chain = name.contains("no delta chain");
         let tree = (name != "olc-btree").then(|| {
             std::sync::Arc::new(bwtree(Config {
@@ -1234,13 +1296,20 @@ fn decomp(options: &ExpOptions, out: &mut Out) {
          table):\n",
     );
     out.table(&published);
+    if let Some(fallbacks) = fallbacks {
+        out.text(&format!(
+            "The \"{FROZEN_ROW}\" row reads through `BwTree::freeze_routes` (the same tree, loaded \
+             without delta chains, then frozen: every inner page stores its children's heads next \
+             to their PIDs, and lookups follow those instead of the mapping table); page visits \
+             that fell back to the mapping table during its runs: {fallbacks}.\n"
+        ));
+    }
     if options.relaxed_lab.is_none() && !relaxed_build {
         out.text(
             "The relaxed-loads row needs a second build: `RUSTFLAGS=\"--cfg \
              bwtree_relaxed_loads\" cargo build --release --target-dir target/relaxed --example \
              lab`, then `lab decomp --relaxed-lab target/relaxed/release/examples/lab` \
-             (`scripts/reproduce.sh` does both). The mapping table cannot be removed from this \
-             implementation (see `src/config.rs`).\n",
+             (`scripts/reproduce.sh` does both).\n",
         );
     }
     out.figure(Figure {

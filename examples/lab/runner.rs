@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::keys::{Chooser, KeySet, value_of};
-use crate::maps::LabMap;
 use crate::workload::{InsertKeys, OpMix};
 
 /// Operations between two reads of the clock (one read costs about as much as a few percent of a
@@ -23,7 +22,7 @@ const OPS_PER_CHECK: usize = 16;
 /// One measurement: what to run, on what, how long and how often.
 pub struct Cell<'a> {
     /// The map, already loaded with `keys`.
-    pub map: &'a LabMap,
+    pub map: &'a (dyn bwtree::ConcurrentMap<u64, u64> + 'a),
     /// The preloaded keys.
     pub keys: &'a KeySet,
     /// How keys are chosen.
@@ -295,7 +294,7 @@ fn worker(cell: &Cell<'_>, run: u64, thread: usize, signals: Signals<'_>) -> Tal
 /// Checks a point operation's answer: a returned value must be the key's; under `strict` the key
 /// must be present.
 fn check_value(
-    map: &LabMap,
+    map: &dyn bwtree::ConcurrentMap<u64, u64>,
     op: &str,
     key: u64,
     got: Option<u64>,
@@ -319,7 +318,7 @@ fn check_value(
 /// Checks a scan from the key of rank `rank`: ascending keys, none below the start, each with its
 /// value; under `strict` exactly the next `min(len, n - rank)` preloaded keys.
 fn check_scan(
-    map: &LabMap,
+    map: &dyn bwtree::ConcurrentMap<u64, u64>,
     keys: &KeySet,
     rank: usize,
     len: usize,
@@ -397,6 +396,7 @@ fn remove_fresh(cell: &Cell<'_>, tallies: &[Tally]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::keys::{Dist, KeyOrder};
+    use crate::maps::LabMap;
     use crate::workload::Workload;
     use bwtree::{BwTree, ConcurrentMap};
 
