@@ -22,6 +22,18 @@
 //! until the handle is used again or the tree is dropped: dropping the tree drops the pool and its
 //! handles, which hands their bags to the collector.
 //!
+//! Under loom there is no pool (its atomics would multiply the interleavings the models explore):
+//! each loom thread keeps one handle per tree instead (`loom_handles`), registered on its first
+//! operation and dropped with the tree. Registering a short-lived handle per operation there made
+//! the models nondeterministic: a finished handle's participant is freed and a later one may be
+//! allocated at the same address, and whether a compare-and-swap on the collector's list of
+//! participants then succeeds (against a stale value loom lets a relaxed load return) depended on
+//! the allocator, not on the interleaving. As with the pool, a kept handle's garbage reaches the
+//! collector when its bag fills or the tree is dropped, so in the models most pages are reclaimed
+//! when the tree is dropped. (Flushing the bag at the end of every operation instead would keep
+//! reclamation as eager as the short-lived handles made it, but multiplies the interleavings:
+//! the multi-page split model went from 60 thousand executions to 1.15 million.)
+//!
 //! [`BwTree::with_collector`]: crate::BwTree::with_collector
 
 use core::mem::ManuallyDrop;
@@ -85,6 +97,8 @@ pub(crate) struct Handles {
     collector: Collector,
     #[cfg(not(loom))]
     pool: pool::Pool,
+    #[cfg(loom)]
+    per_thread: loom_handles::PerThread,
 }
 
 impl Handles {
@@ -92,6 +106,8 @@ impl Handles {
         Handles {
             #[cfg(not(loom))]
             pool: pool::Pool::new(),
+            #[cfg(loom)]
+            per_thread: loom_handles::PerThread::default(),
             collector,
         }
     }
@@ -101,15 +117,80 @@ impl Handles {
     }
 
     /// Pins the current thread, with a pooled handle if one is free.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn pin(&self) -> TreeGuard<'_> {
-        #[cfg(not(loom))]
         if let Some(guard) = self.pool.pin(&self.collector) {
             return guard;
         }
-        // Every slot is busy (or this is a loom build, without the pool: its models give each
-        // thread its own handle through `BwTree::pin_with`): a short-lived handle.
+        // Every slot is busy: a short-lived handle.
         TreeGuard::unpooled(self.collector.register().pin())
+    }
+
+    /// Pins the current loom thread with its own handle of this tree (see the module docs).
+    #[cfg(loom)]
+    pub(crate) fn pin(&self) -> TreeGuard<'_> {
+        TreeGuard::unpooled(self.per_thread.pin(&self.collector))
+    }
+}
+
+/// Under loom: one handle per loom thread and tree, kept until the tree is dropped.
+#[cfg(loom)]
+mod loom_handles {
+    use std::sync::Mutex;
+
+    use crossbeam_epoch::{Collector, Guard, LocalHandle};
+
+    /// The handles of the loom threads that used the tree, by thread.
+    ///
+    /// The list sits behind a standard-library mutex, which loom does not see: it is never held
+    /// across a loom operation (registering and pinning happen outside it), so no loom thread can be
+    /// switched out while holding it, and loom threads run on one OS thread, so the lock is never
+    /// contended. Each handle is boxed so that its address survives the list growing.
+    #[derive(Default)]
+    pub(super) struct PerThread {
+        handles: Mutex<Vec<(loom::thread::ThreadId, Box<LocalHandle>)>>,
+    }
+
+    // SAFETY: each handle is used (pinned) only by the loom thread it was registered for, so the
+    // `!Send`/`!Sync` participant state it refers to is only touched by that thread; it is dropped
+    // with the tree (needs `&mut`), when no operation, so no guard of it, is in flight. Loom threads
+    // are coroutines on one OS thread, and loom orders everything one loom thread does before what
+    // another does after synchronising with it.
+    unsafe impl Send for PerThread {}
+    // SAFETY: see `Send`; shared access only pins the calling thread's own handle.
+    unsafe impl Sync for PerThread {}
+
+    impl PerThread {
+        pub(super) fn pin(&self, collector: &Collector) -> Guard {
+            let me = loom::thread::current().id();
+            let found = self
+                .lock()
+                .iter()
+                .find(|(thread, _)| *thread == me)
+                .map(|(_, handle)| &**handle as *const LocalHandle);
+            let handle = match found {
+                Some(handle) => handle,
+                None => {
+                    let handle = Box::new(collector.register());
+                    let at = &*handle as *const LocalHandle;
+                    self.lock().push((me, handle));
+                    at
+                }
+            };
+            // SAFETY: the box is owned by `self.handles`, which only grows until `self` is dropped,
+            // and `&self` keeps `self` alive for this call; the handle is this thread's own (see the
+            // `Send` impl), so no other thread uses it meanwhile.
+            unsafe { (*handle).pin() }
+        }
+
+        fn lock(
+            &self,
+        ) -> std::sync::MutexGuard<'_, Vec<(loom::thread::ThreadId, Box<LocalHandle>)>> {
+            self.handles
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
     }
 }
 
