@@ -23,16 +23,16 @@
 //! handles, which hands their bags to the collector.
 //!
 //! Under loom there is no pool (its atomics would multiply the interleavings the models explore):
-//! each loom thread keeps one handle per tree instead (`loom_handles`), registered on its first
-//! operation and dropped with the tree. Registering a short-lived handle per operation there made
-//! the models nondeterministic: a finished handle's participant is freed and a later one may be
-//! allocated at the same address, and whether a compare-and-swap on the collector's list of
-//! participants then succeeds (against a stale value loom lets a relaxed load return) depended on
-//! the allocator, not on the interleaving. As with the pool, a kept handle's garbage reaches the
-//! collector when its bag fills or the tree is dropped, so in the models most pages are reclaimed
-//! when the tree is dropped. (Flushing the bag at the end of every operation instead would keep
-//! reclamation as eager as the short-lived handles made it, but multiplies the interleavings:
-//! the multi-page split model went from 60 thousand executions to 1.15 million.)
+//! an operation without a handle registers a short-lived one, so that every model also checks
+//! reclamation while the other threads run (a finished handle hands its garbage to the collector
+//! at once). A model can instead ask, with `BwTree::loom_keep_thread_handles`, that each loom
+//! thread keep one handle per tree until the tree is dropped (`loom_handles`). The multi-page split
+//! model needs that: with short-lived handles, a finished handle's participant is freed and a later
+//! one may be allocated at the same address, and whether a compare-and-swap on the collector's
+//! list of participants then succeeds (against a stale value loom lets a relaxed load return)
+//! depended on the allocator, not on the interleaving, which loom reports as a nondeterministic
+//! model. Kept handles hand their garbage over when their bag fills or the tree is dropped, so in
+//! that model most pages are reclaimed when the tree is dropped.
 //!
 //! [`BwTree::with_collector`]: crate::BwTree::with_collector
 
@@ -99,6 +99,10 @@ pub(crate) struct Handles {
     pool: pool::Pool,
     #[cfg(loom)]
     per_thread: loom_handles::PerThread,
+    /// Set by `BwTree::loom_keep_thread_handles` (a std atomic: a switch set before the model's
+    /// threads start, not part of what loom explores).
+    #[cfg(loom)]
+    keep_thread_handles: std::sync::atomic::AtomicBool,
 }
 
 impl Handles {
@@ -108,6 +112,8 @@ impl Handles {
             pool: pool::Pool::new(),
             #[cfg(loom)]
             per_thread: loom_handles::PerThread::default(),
+            #[cfg(loom)]
+            keep_thread_handles: std::sync::atomic::AtomicBool::new(false),
             collector,
         }
     }
@@ -127,10 +133,27 @@ impl Handles {
         TreeGuard::unpooled(self.collector.register().pin())
     }
 
-    /// Pins the current loom thread with its own handle of this tree (see the module docs).
+    /// Pins the current loom thread: with a short-lived handle, or with the thread's own kept
+    /// handle of this tree if the model asked for that (see the module docs).
     #[cfg(loom)]
     pub(crate) fn pin(&self) -> TreeGuard<'_> {
-        TreeGuard::unpooled(self.per_thread.pin(&self.collector))
+        // Relaxed: set before the model's threads are spawned, which orders it before their loads.
+        if self
+            .keep_thread_handles
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            TreeGuard::unpooled(self.per_thread.pin(&self.collector))
+        } else {
+            TreeGuard::unpooled(self.collector.register().pin())
+        }
+    }
+
+    /// Makes every loom thread keep one handle of this tree until the tree is dropped.
+    #[cfg(loom)]
+    pub(crate) fn keep_thread_handles(&self) {
+        // Relaxed: see `pin`.
+        self.keep_thread_handles
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

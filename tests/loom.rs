@@ -445,6 +445,9 @@ fn multi_page_split_races_insert_into_a_later_piece() {
         config(2, 8),
         &[10],
         move |tree, collector, live| {
+            // Short-lived handles make this model nondeterministic under loom (see the `handles`
+            // module docs); each thread keeps one instead.
+            tree.loom_keep_thread_handles();
             let (l1, l2) = (live.clone(), live.clone());
             let batcher = tree.clone();
             // The batch API takes no handle: the tree pins T1 with a handle of its own for T1.
