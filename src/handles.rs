@@ -22,6 +22,18 @@
 //! until the handle is used again or the tree is dropped: dropping the tree drops the pool and its
 //! handles, which hands their bags to the collector.
 //!
+//! Under loom there is no pool (its atomics would multiply the interleavings the models explore):
+//! an operation without a handle registers a short-lived one, so that every model also checks
+//! reclamation while the other threads run (a finished handle hands its garbage to the collector
+//! at once). A model can instead ask, with `BwTree::loom_keep_thread_handles`, that each loom
+//! thread keep one handle per tree until the tree is dropped (`loom_handles`). The multi-page split
+//! model needs that: with short-lived handles, a finished handle's participant is freed and a later
+//! one may be allocated at the same address, and whether a compare-and-swap on the collector's
+//! list of participants then succeeds (against a stale value loom lets a relaxed load return)
+//! depended on the allocator, not on the interleaving, which loom reports as a nondeterministic
+//! model. Kept handles hand their garbage over when their bag fills or the tree is dropped, so in
+//! that model most pages are reclaimed when the tree is dropped.
+//!
 //! [`BwTree::with_collector`]: crate::BwTree::with_collector
 
 use core::mem::ManuallyDrop;
@@ -85,6 +97,12 @@ pub(crate) struct Handles {
     collector: Collector,
     #[cfg(not(loom))]
     pool: pool::Pool,
+    #[cfg(loom)]
+    per_thread: loom_handles::PerThread,
+    /// Set by `BwTree::loom_keep_thread_handles` (a std atomic: a switch set before the model's
+    /// threads start, not part of what loom explores).
+    #[cfg(loom)]
+    keep_thread_handles: std::sync::atomic::AtomicBool,
 }
 
 impl Handles {
@@ -92,6 +110,10 @@ impl Handles {
         Handles {
             #[cfg(not(loom))]
             pool: pool::Pool::new(),
+            #[cfg(loom)]
+            per_thread: loom_handles::PerThread::default(),
+            #[cfg(loom)]
+            keep_thread_handles: std::sync::atomic::AtomicBool::new(false),
             collector,
         }
     }
@@ -101,15 +123,97 @@ impl Handles {
     }
 
     /// Pins the current thread, with a pooled handle if one is free.
+    #[cfg(not(loom))]
     #[inline]
     pub(crate) fn pin(&self) -> TreeGuard<'_> {
-        #[cfg(not(loom))]
         if let Some(guard) = self.pool.pin(&self.collector) {
             return guard;
         }
-        // Every slot is busy (or this is a loom build, without the pool: its models give each
-        // thread its own handle through `BwTree::pin_with`): a short-lived handle.
+        // Every slot is busy: a short-lived handle.
         TreeGuard::unpooled(self.collector.register().pin())
+    }
+
+    /// Pins the current loom thread: with a short-lived handle, or with the thread's own kept
+    /// handle of this tree if the model asked for that (see the module docs).
+    #[cfg(loom)]
+    pub(crate) fn pin(&self) -> TreeGuard<'_> {
+        // Relaxed: set before the model's threads are spawned, which orders it before their loads.
+        if self
+            .keep_thread_handles
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            TreeGuard::unpooled(self.per_thread.pin(&self.collector))
+        } else {
+            TreeGuard::unpooled(self.collector.register().pin())
+        }
+    }
+
+    /// Makes every loom thread keep one handle of this tree until the tree is dropped.
+    #[cfg(loom)]
+    pub(crate) fn keep_thread_handles(&self) {
+        // Relaxed: see `pin`.
+        self.keep_thread_handles
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Under loom: one handle per loom thread and tree, kept until the tree is dropped.
+#[cfg(loom)]
+mod loom_handles {
+    use std::sync::Mutex;
+
+    use crossbeam_epoch::{Collector, Guard, LocalHandle};
+
+    /// The handles of the loom threads that used the tree, by thread.
+    ///
+    /// The list sits behind a standard-library mutex, which loom does not see: it is never held
+    /// across a loom operation (registering and pinning happen outside it), so no loom thread can be
+    /// switched out while holding it, and loom threads run on one OS thread, so the lock is never
+    /// contended. Each handle is boxed so that its address survives the list growing.
+    #[derive(Default)]
+    pub(super) struct PerThread {
+        handles: Mutex<Vec<(loom::thread::ThreadId, Box<LocalHandle>)>>,
+    }
+
+    // SAFETY: each handle is used (pinned) only by the loom thread it was registered for, so the
+    // `!Send`/`!Sync` participant state it refers to is only touched by that thread; it is dropped
+    // with the tree (needs `&mut`), when no operation, so no guard of it, is in flight. Loom threads
+    // are coroutines on one OS thread, and loom orders everything one loom thread does before what
+    // another does after synchronising with it.
+    unsafe impl Send for PerThread {}
+    // SAFETY: see `Send`; shared access only pins the calling thread's own handle.
+    unsafe impl Sync for PerThread {}
+
+    impl PerThread {
+        pub(super) fn pin(&self, collector: &Collector) -> Guard {
+            let me = loom::thread::current().id();
+            let found = self
+                .lock()
+                .iter()
+                .find(|(thread, _)| *thread == me)
+                .map(|(_, handle)| &**handle as *const LocalHandle);
+            let handle = match found {
+                Some(handle) => handle,
+                None => {
+                    let handle = Box::new(collector.register());
+                    let at = &*handle as *const LocalHandle;
+                    self.lock().push((me, handle));
+                    at
+                }
+            };
+            // SAFETY: the box is owned by `self.handles`, which only grows until `self` is dropped,
+            // and `&self` keeps `self` alive for this call; the handle is this thread's own (see the
+            // `Send` impl), so no other thread uses it meanwhile.
+            unsafe { (*handle).pin() }
+        }
+
+        fn lock(
+            &self,
+        ) -> std::sync::MutexGuard<'_, Vec<(loom::thread::ThreadId, Box<LocalHandle>)>> {
+            self.handles
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
     }
 }
 

@@ -203,6 +203,17 @@ where
         }
     }
 
+    /// Loom builds only: makes each loom thread keep one epoch handle of this tree's collector until
+    /// the tree is dropped, instead of registering a short-lived one per operation (see the
+    /// `handles` module docs). For models whose operations take no handle (the batch calls).
+    #[cfg(loom)]
+    #[doc(hidden)]
+    pub fn loom_keep_thread_handles(&self) {
+        if let Some(handles) = &self.handles {
+            handles.keep_thread_handles();
+        }
+    }
+
     /// Like [`BwTree::pin`], using a handle of this tree's collector (see
     /// [`BwTree::with_collector`]). Fails if `handle` belongs to another collector.
     pub fn pin_with(&self, handle: &LocalHandle) -> Result<Pinned<'_, K, V>, ForeignHandle> {

@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 use bwtree::epoch::Collector;
-use bwtree::{BwTree, Config};
+use bwtree::{BwTree, CasKind, Config, Level};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -426,5 +426,59 @@ fn merge_races_parent_split() {
             assert_eq!(contents(&tree), want);
             tree.check_invariants().unwrap();
         },
+    );
+}
+
+#[test]
+fn multi_page_split_races_insert_into_a_later_piece() {
+    // The root leaf holds [10] (capacity 2). T1's insert_batch posts 20, 30, 40, 50 in one delta,
+    // and its deferred rebalancing cuts the overfull leaf into three pieces at once (bulk/split.rs:
+    // one CAS publishes the chain of pieces, then the index entries are posted left to right, the
+    // root growing on the first). T2 inserts 55, which ends in the last piece: it may run before
+    // the batch, between its post and the split, or cross the pieces' right links while their
+    // splits are unfinished (and complete them itself, in order).
+    let multi_page = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&multi_page);
+    model(
+        "multi_page_split_races_insert_into_a_later_piece",
+        2,
+        config(2, 8),
+        &[10],
+        move |tree, collector, live| {
+            // Short-lived handles make this model nondeterministic under loom (see the `handles`
+            // module docs); each thread keeps one instead.
+            tree.loom_keep_thread_handles();
+            let (l1, l2) = (live.clone(), live.clone());
+            let batcher = tree.clone();
+            // The batch API takes no handle: the tree pins T1 with a handle of its own for T1.
+            let a = thread::spawn(move || {
+                let pairs = [20, 30, 40, 50].map(|k| (k, Counted::new(k, &l1)));
+                let out = batcher.insert_batch(pairs);
+                let results: Vec<Option<u64>> =
+                    out.results.iter().map(|r| value(r.as_ref())).collect();
+                results
+            });
+            let b = spawn(&tree, collector, move |p| {
+                value(p.insert(55, Counted::new(55, &l2)))
+            });
+            assert_eq!(a.join().unwrap(), vec![None; 4]);
+            assert_eq!(b.join().unwrap(), None);
+            // Every split installs one split delta with one CAS; pages beyond one per such CAS come
+            // from a leaf cut into three or more pieces at once.
+            let stats = tree.stats();
+            let pages = stats.splits(Level::Leaf) + stats.splits(Level::Inner);
+            if pages > stats.cas_successes(CasKind::Split) {
+                // Relaxed: a tally read after `check` returns.
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            assert_eq!(contents(&tree), vec![10, 20, 30, 40, 50, 55]);
+            tree.check_invariants().unwrap();
+        },
+    );
+    let multi_page = multi_page.load(Ordering::Relaxed);
+    println!("  of them, {multi_page} cut the leaf into three or more pages at once");
+    assert!(
+        multi_page > 0,
+        "no execution cut the leaf into three or more pages at once"
     );
 }

@@ -1,4 +1,5 @@
-//! A linearizability checker for histories of point operations on a `ConcurrentMap<u64, u64>`.
+//! A linearizability checker for histories of point operations and batch calls on a
+//! `ConcurrentMap<u64, u64>`.
 //!
 //! # Recording
 //! Each thread records its operations with a [`Recorder`]: the shared [`Clock`] is ticked
@@ -6,6 +7,19 @@
 //! invocation and a response timestamp, and "A responded before B was invoked" is a real-time order
 //! that every linearization must respect. The per-thread records are merged into a [`History`]
 //! together with the map's initial contents (the preload) for the recorded keys.
+//!
+//! # Batches
+//! A batch call (`insert_batch`, `remove_batch`, `get_many`) is not atomic as a whole: what the
+//! Bw-tree promises is that each key's part of it is linearizable on its own (see `bwtree::bulk`).
+//! So a batch is recorded as one operation per key, each with the batch's invocation and response
+//! timestamps and that key's own result, and the per-key decomposition below checks each of them
+//! against the other operations on its key. A key given more than once to one `insert_batch` or
+//! `remove_batch` is, as documented, applied in input order at one instant: the last value is
+//! stored and each occurrence reports the value the one before it left. It is recorded as *one*
+//! operation whose later occurrences are [`Operation::repeats`], applied atomically right after the
+//! first (so nothing of another thread may be linearized between them, and each repeat's result is
+//! checked against the register too). The answers of `get_many` are independent reads, so every
+//! occurrence of a key in it is an operation of its own.
 //!
 //! # Checking
 //! A map is a collection of independent registers, one per key, and linearizability is *local*
@@ -55,6 +69,15 @@ pub enum Call {
     Remove,
 }
 
+/// Which batch call an [`Operation`] was part of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BatchOf {
+    /// The recording thread's sequence number of the batch call (only used in reports).
+    pub id: usize,
+    /// How many keys (input items) the call had, tracked or not.
+    pub len: usize,
+}
+
 /// One operation of a history: who ran it, what it asked, what it got, and when.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Operation {
@@ -72,6 +95,12 @@ pub struct Operation {
     /// Response timestamp; `None` for a *pending* operation (invoked, never returned), which may or
     /// may not have taken effect.
     pub resp: Option<u64>,
+    /// Later occurrences of the same key in the same batch call, in input order, each with its own
+    /// result: they take effect atomically right after `call`, in this order (see the module docs).
+    /// Empty for point operations. Their results are ignored while the operation is pending.
+    pub repeats: Vec<(Call, Option<u64>)>,
+    /// The batch call this operation is one key of; `None` for a point operation.
+    pub batch: Option<BatchOf>,
 }
 
 impl Operation {
@@ -113,7 +142,23 @@ impl Operation {
             result,
             inv,
             resp: Some(resp),
+            repeats: Vec::new(),
+            batch: None,
         }
+    }
+
+    /// This operation as one key of batch call `batch`.
+    pub fn in_batch(mut self, batch: BatchOf) -> Self {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// This operation followed, atomically, by another occurrence of its key in the same batch call
+    /// (`call` must be a write: repeated reads are independent operations) that returned `result`.
+    pub fn then(mut self, call: Call, result: Option<u64>) -> Self {
+        assert!(call != Call::Get, "repeated reads are separate operations");
+        self.repeats.push((call, result));
+        self
     }
 
     /// This operation as if it had never returned: it may or may not take effect, its result is
@@ -121,6 +166,9 @@ impl Operation {
     pub fn pending(mut self) -> Self {
         self.resp = None;
         self.result = None;
+        for (_, result) in &mut self.repeats {
+            *result = None;
+        }
         self
     }
 
@@ -136,15 +184,21 @@ impl Operation {
 
     /// The register's value after this operation takes effect on `state`, or `None` if it cannot
     /// take effect there (its result contradicts `state`).
-    fn apply(&self, state: Option<u64>) -> Option<Option<u64>> {
-        if self.is_completed() && self.result != state {
-            return None;
+    /// Repeats (see [`Operation::repeats`]) are applied right after the first occurrence, each
+    /// checked against the value the one before it left.
+    fn apply(&self, mut state: Option<u64>) -> Option<Option<u64>> {
+        let steps = std::iter::once((self.call, self.result)).chain(self.repeats.iter().copied());
+        for (call, result) in steps {
+            if self.is_completed() && result != state {
+                return None;
+            }
+            state = match call {
+                Call::Insert(value) => Some(value),
+                Call::Get => state,
+                Call::Remove => None,
+            };
         }
-        Some(match self.call {
-            Call::Insert(value) => Some(value),
-            Call::Get => state,
-            Call::Remove => None,
-        })
+        Some(state)
     }
 }
 
@@ -154,6 +208,10 @@ pub struct Recorder<'c> {
     clock: &'c Clock,
     thread: usize,
     ops: Vec<Operation>,
+    /// Batch calls recorded so far.
+    batches: usize,
+    /// Keys whose operations are not recorded (see [`Recorder::untracked`]).
+    untracked: fn(u64) -> bool,
 }
 
 impl<'c> Recorder<'c> {
@@ -163,7 +221,17 @@ impl<'c> Recorder<'c> {
             clock,
             thread,
             ops: Vec::new(),
+            batches: 0,
+            untracked: |_| false,
         }
+    }
+
+    /// Records nothing for the keys `untracked` selects: the calls still run (and a batch keeps
+    /// them in its input), but their results are not part of the history. For background keys
+    /// that other, unrecorded threads also write.
+    pub fn untracked(mut self, untracked: fn(u64) -> bool) -> Self {
+        self.untracked = untracked;
+        self
     }
 
     /// Calls `map.insert(key, value)` and records it.
@@ -190,18 +258,104 @@ impl<'c> Recorder<'c> {
         self.record(key, Call::Remove, || map.remove(&key))
     }
 
+    /// Calls `map.insert_batch(pairs)` and records one operation per tracked key.
+    pub fn insert_batch<M: ConcurrentMap<u64, u64> + ?Sized>(
+        &mut self,
+        map: &M,
+        pairs: &[(u64, u64)],
+    ) -> Vec<Option<u64>> {
+        let items: Vec<(u64, Call)> = pairs.iter().map(|&(k, v)| (k, Call::Insert(v))).collect();
+        self.record_batch(&items, || map.insert_batch(pairs.to_vec()))
+    }
+
+    /// Calls `map.remove_batch(keys)` and records one operation per tracked key.
+    pub fn remove_batch<M: ConcurrentMap<u64, u64> + ?Sized>(
+        &mut self,
+        map: &M,
+        keys: &[u64],
+    ) -> Vec<Option<u64>> {
+        let items: Vec<(u64, Call)> = keys.iter().map(|&k| (k, Call::Remove)).collect();
+        self.record_batch(&items, || map.remove_batch(keys))
+    }
+
+    /// Calls `map.get_many(keys)` and records one operation per tracked key occurrence.
+    pub fn get_many<M: ConcurrentMap<u64, u64> + ?Sized>(
+        &mut self,
+        map: &M,
+        keys: &[u64],
+    ) -> Vec<Option<u64>> {
+        let items: Vec<(u64, Call)> = keys.iter().map(|&k| (k, Call::Get)).collect();
+        self.record_batch(&items, || map.get_many(keys))
+    }
+
+    /// Runs one batch call whose input items are `items` (key and what is asked of it, in input
+    /// order; all writes or all reads) and which returns one result per item, in input order;
+    /// records it as one operation per tracked key (see the module docs): every occurrence of a key
+    /// read is an operation of its own, and the occurrences of a key written are one operation whose
+    /// later occurrences are its [`Operation::repeats`].
+    ///
+    /// Panics if `run` returns a different number of results than there are items.
+    pub fn record_batch(
+        &mut self,
+        items: &[(u64, Call)],
+        run: impl FnOnce() -> Vec<Option<u64>>,
+    ) -> Vec<Option<u64>> {
+        let inv = self.clock.tick();
+        let results = run();
+        let resp = self.clock.tick();
+        assert_eq!(
+            results.len(),
+            items.len(),
+            "a batch call must return one result per input item"
+        );
+        let batch = BatchOf {
+            id: self.batches,
+            len: items.len(),
+        };
+        self.batches += 1;
+        // Index into `self.ops` of the operation recording each written key, for its repeats.
+        let mut written: BTreeMap<u64, usize> = BTreeMap::new();
+        for (&(key, call), &result) in items.iter().zip(&results) {
+            if (self.untracked)(key) {
+                continue;
+            }
+            if call != Call::Get {
+                if let Some(&at) = written.get(&key) {
+                    self.ops[at].repeats.push((call, result));
+                    continue;
+                }
+                written.insert(key, self.ops.len());
+            }
+            self.ops.push(Operation {
+                thread: self.thread,
+                key,
+                call,
+                result,
+                inv,
+                resp: Some(resp),
+                repeats: Vec::new(),
+                batch: Some(batch),
+            });
+        }
+        results
+    }
+
     fn record(&mut self, key: u64, call: Call, run: impl FnOnce() -> Option<u64>) -> Option<u64> {
         let inv = self.clock.tick();
         let result = run();
         let resp = self.clock.tick();
-        self.ops.push(Operation {
-            thread: self.thread,
-            key,
-            call,
-            result,
-            inv,
-            resp: Some(resp),
-        });
+        if !(self.untracked)(key) {
+            self.ops.push(Operation {
+                thread: self.thread,
+                key,
+                call,
+                result,
+                inv,
+                resp: Some(resp),
+                repeats: Vec::new(),
+                batch: None,
+            });
+        }
         result
     }
 
@@ -525,18 +679,44 @@ fn show(value: Option<u64>) -> String {
     }
 }
 
-/// Formats operations as a table: thread, op, args, result, inv, resp.
+/// Formats operations as a table: thread, op, args, result, inv, resp. An operation that is one
+/// key of a batch call is named after the call, with the call's number and size; a key repeated in
+/// it shows every occurrence's value and result, in input order.
 pub fn table(ops: &[Operation]) -> String {
     let rows: Vec<[String; 6]> = ops
         .iter()
         .map(|op| {
-            let (name, args) = match op.call {
-                Call::Insert(value) => ("insert", format!("k={} v={value}", op.key)),
-                Call::Get => ("get", format!("k={}", op.key)),
-                Call::Remove => ("remove", format!("k={}", op.key)),
+            let name = match (op.call, op.batch.is_some()) {
+                (Call::Insert(_), false) => "insert",
+                (Call::Get, false) => "get",
+                (Call::Remove, false) => "remove",
+                (Call::Insert(_), true) => "insert_batch",
+                (Call::Get, true) => "get_many",
+                (Call::Remove, true) => "remove_batch",
             };
+            let calls = std::iter::once(op.call).chain(op.repeats.iter().map(|r| r.0));
+            let values: Vec<String> = calls
+                .filter_map(|call| match call {
+                    Call::Insert(value) => Some(value.to_string()),
+                    Call::Get | Call::Remove => None,
+                })
+                .collect();
+            let mut args = format!("k={}", op.key);
+            if !values.is_empty() {
+                args.push_str(&format!(" v={}", values.join(",")));
+            }
+            if !op.repeats.is_empty() {
+                args.push_str(&format!(" ({} times)", op.repeats.len() + 1));
+            }
+            if let Some(batch) = op.batch {
+                args.push_str(&format!(" [batch #{} of {}]", batch.id, batch.len));
+            }
             let (result, resp) = match op.resp {
-                Some(resp) => (show(op.result), resp.to_string()),
+                Some(resp) => {
+                    let results = std::iter::once(op.result).chain(op.repeats.iter().map(|r| r.1));
+                    let shown: Vec<String> = results.map(show).collect();
+                    (shown.join(","), resp.to_string())
+                }
                 None => ("?".to_string(), "pending".to_string()),
             };
             [

@@ -1,6 +1,6 @@
 //! Maps for checking the checkers: a trivially correct one ([`LockedBTreeMap`]) that they must
-//! accept, and deliberately broken ones ([`DroppingWrites`], [`StaleReads`], [`BrokenScan`]) that
-//! they must reject.
+//! accept, and deliberately broken ones ([`DroppingWrites`], [`StaleReads`], [`BrokenScan`],
+//! [`RacyBatches`]) that they must reject.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -82,6 +82,24 @@ impl ConcurrentMap<u64, u64> for LockedBTreeMap {
         out: &mut Vec<(u64, u64)>,
     ) -> usize {
         scan_btree(&self.lock(), lo, hi, limit, out)
+    }
+
+    /// Under one lock acquisition: the whole batch is atomic, which is more than a batch must be.
+    fn insert_batch(&self, pairs: Vec<(u64, u64)>) -> Vec<Option<u64>> {
+        let mut map = self.lock();
+        pairs.into_iter().map(|(k, v)| map.insert(k, v)).collect()
+    }
+
+    /// Under one lock acquisition (see [`LockedBTreeMap::insert_batch`]).
+    fn remove_batch(&self, keys: &[u64]) -> Vec<Option<u64>> {
+        let mut map = self.lock();
+        keys.iter().map(|k| map.remove(k)).collect()
+    }
+
+    /// Under one lock acquisition (see [`LockedBTreeMap::insert_batch`]).
+    fn get_many(&self, keys: &[u64]) -> Vec<Option<u64>> {
+        let map = self.lock();
+        keys.iter().map(|k| map.get(k).copied()).collect()
     }
 }
 
@@ -205,6 +223,87 @@ impl ConcurrentMap<u64, u64> for StaleReads {
         out: &mut Vec<(u64, u64)>,
     ) -> usize {
         self.map.scan(lo, hi, limit, out)
+    }
+}
+
+/// Broken: point operations are correct, but a batched write reads every key's previous value
+/// first (under the lock), lets go of the lock and yields, and only then writes the keys one by one.
+/// What it reports for a key is then stale if another thread wrote the key in the gap, and that
+/// thread's write is lost (a read-modify-write that is not atomic per key). Multi-gets are correct.
+#[derive(Debug, Default)]
+pub struct RacyBatches {
+    map: LockedBTreeMap,
+}
+
+impl RacyBatches {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The racy write: `results` read first, the writes applied after a yield.
+    fn racy(&self, items: Vec<(u64, Option<u64>)>) -> Vec<Option<u64>> {
+        let results = {
+            let map = self.map.lock();
+            let mut view = BTreeMap::new();
+            // What a correct batch would report, simulated on a private copy of the keys it reads.
+            items
+                .iter()
+                .map(|&(key, value)| {
+                    let before = *view.entry(key).or_insert_with(|| map.get(&key).copied());
+                    view.insert(key, value);
+                    before
+                })
+                .collect()
+        };
+        std::thread::yield_now();
+        for (key, value) in items {
+            match value {
+                Some(value) => self.map.insert(key, value),
+                None => self.map.remove(&key),
+            };
+        }
+        results
+    }
+}
+
+impl ConcurrentMap<u64, u64> for RacyBatches {
+    fn name(&self) -> &'static str {
+        "racy-batches"
+    }
+
+    fn insert(&self, key: u64, value: u64) -> Option<u64> {
+        self.map.insert(key, value)
+    }
+
+    fn get(&self, key: &u64) -> Option<u64> {
+        self.map.get(key)
+    }
+
+    fn remove(&self, key: &u64) -> Option<u64> {
+        self.map.remove(key)
+    }
+
+    fn scan(
+        &self,
+        lo: Bound<&u64>,
+        hi: Bound<&u64>,
+        limit: usize,
+        out: &mut Vec<(u64, u64)>,
+    ) -> usize {
+        self.map.scan(lo, hi, limit, out)
+    }
+
+    fn insert_batch(&self, pairs: Vec<(u64, u64)>) -> Vec<Option<u64>> {
+        self.racy(pairs.into_iter().map(|(k, v)| (k, Some(v))).collect())
+    }
+
+    fn remove_batch(&self, keys: &[u64]) -> Vec<Option<u64>> {
+        self.racy(keys.iter().map(|&k| (k, None)).collect())
+    }
+
+    fn get_many(&self, keys: &[u64]) -> Vec<Option<u64>> {
+        self.map.get_many(keys)
     }
 }
 

@@ -1,6 +1,6 @@
-//! Checkers shared by the integration tests: a linearizability checker for point operations
-//! ([`lincheck`]), a consistency checker for range scans ([`scancheck`]), and small reference and
-//! deliberately broken maps that show what the checkers accept and reject ([`maps`]).
+//! Checkers shared by the integration tests: a linearizability checker for point operations and
+//! batch calls ([`lincheck`]), a consistency checker for range scans ([`scancheck`]), and small
+//! reference and deliberately broken maps that show what the checkers accept and reject ([`maps`]).
 //!
 //! Every checker works on *histories*: each recorded operation carries an invocation and a response
 //! timestamp read from one shared [`Clock`]. Nothing here depends on the Bw-tree's internals; any
