@@ -293,13 +293,22 @@ where
             if self.sibling_removed(*right, guard) {
                 return Ok(false);
             }
+            let children = chain::collect_inner(parent_node);
             // The entry can be present but shadowed for this key by a newer entry of a page to the
             // left whose high key was stale: the route is then merely long, not missing.
-            if chain::collect_inner(parent_node)
+            if children
                 .iter()
                 .any(|&(low, child)| low == Some(separator) && child == *right)
             {
                 return Ok(false);
+            }
+            // A split page that is not a child of the parent yet is the right half of an unfinished
+            // split of the page the parent routes to: that split is completed first (by whoever
+            // crosses its right link, the restarting caller included), so entries are posted in
+            // split order. Only a split page the parent knows, but routes this key away from, gets
+            // its entry posted here.
+            if routed != page.pid && !children.iter().any(|&(_, child)| child == page.pid) {
+                return Err(Restart(RestartCause::SplitView));
             }
             let entry = node::index_entry_delta(
                 parent_node,
