@@ -125,7 +125,7 @@ where
     /// Replaces every inner page's chain by a single base page (single-threaded: the caller holds
     /// the tree exclusively).
     fn consolidate_inner_pages(&self, guard: &Guard) {
-        for level in 1..=self.height_now(guard) {
+        for level in 1..self.height() as u8 {
             for page in self.level_pages(level, guard) {
                 let mut page = page;
                 for _ in 0..CONSOLIDATION_ATTEMPTS {
@@ -144,7 +144,7 @@ where
 
     /// Stores, next to every child PID of every inner base page, the child's current head.
     fn cache_child_heads(&self, guard: &Guard) {
-        for level in 1..=self.height_now(guard) {
+        for level in 1..self.height() as u8 {
             for page in self.level_pages(level, guard) {
                 let Body::Inner(base) = page.node().body() else {
                     continue;
@@ -161,15 +161,6 @@ where
                 }
             }
         }
-    }
-
-    /// The root's level.
-    fn height_now(&self, guard: &Guard) -> u8 {
-        self.table
-            .load(Pid(self.root.load(Ordering::Acquire)), guard)
-            .expect("the root page always exists")
-            .meta
-            .level
     }
 }
 
