@@ -10,7 +10,8 @@
 //! callgrind_annotate callgrind.out.<pid>
 //! ```
 //!
-//! `--leaf`, `--inner` and `--chain` set BwTree's leaf and inner capacities and leaf chain threshold.
+//! `--leaf`, `--inner`, `--chain` and `--inner-chain` set BwTree's leaf and inner capacities and its
+//! leaf and inner chain thresholds.
 //! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled), a loop of
 //! 100-pair scans (from every hundredth probe) and an insert loop of fresh keys (a quarter as many);
 //! the `measure_*` functions are the loops, so
@@ -117,13 +118,16 @@ fn main() {
             "--chain" => {
                 config.leaf_chain_threshold = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
             }
+            "--inner-chain" => {
+                config.inner_chain_threshold = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
             "time" | "bwtree" | "olc" => mode = arg,
             _ => keys_total = 0,
         }
     }
     if keys_total == 0 || runs == 0 {
         eprintln!(
-            "usage: profile [time|bwtree|olc] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N]"
+            "usage: profile [time|bwtree|olc] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N] [--inner-chain N]"
         );
         std::process::exit(2);
     }

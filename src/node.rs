@@ -61,6 +61,20 @@ pub(crate) enum Kind {
     Batch,
 }
 
+impl Kind {
+    /// Whether a node of this kind, as the newest node of its page, may be an unfinished structure
+    /// modification that a thread passing by must help (a split whose index entry may be missing, a
+    /// pending index-term-delete, a removal or a collapse). Every other kind leaves a traversal
+    /// nothing to do but read the page. The traversal's fast path tests this one byte.
+    #[inline]
+    pub(crate) fn asks_for_help(self) -> bool {
+        matches!(
+            self,
+            Kind::Split | Kind::IndexDelete | Kind::Remove | Kind::Collapse
+        )
+    }
+}
+
 /// The header every node starts with. See the module docs.
 #[repr(C)]
 pub(crate) struct Node<K, V> {

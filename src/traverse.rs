@@ -73,7 +73,30 @@ where
 {
     /// Loads page `pid` and moves right until the page covers `probe`, helping unfinished splits on
     /// the way (see the module docs).
+    ///
+    /// The common case is inlined into the descent: the page covers the probe and its newest node
+    /// is not one that asks for help ([`Kind::asks_for_help`]). For such a head the general loop
+    /// ([`BwTree::settle_general`]) would do nothing but return it, for either intent, so the fast
+    /// path takes exactly the decisions the general loop takes.
+    #[inline]
     pub(crate) fn settle<'g, P: Probe<K>>(
+        &self,
+        pid: Pid,
+        probe: &P,
+        intent: Intent,
+        guard: &'g Guard,
+    ) -> Result<PageRef<'g, K, V>, Restart> {
+        if let Some(node) = self.table.load(pid, guard) {
+            if !node.kind.asks_for_help() && !probe.right_of(node.high()) {
+                return Ok(PageRef { pid, node });
+            }
+        }
+        self.settle_general(pid, probe, intent, guard)
+    }
+
+    /// [`BwTree::settle`]'s general loop: right moves, help-along and every SMO state.
+    #[inline(never)]
+    fn settle_general<'g, P: Probe<K>>(
         &self,
         mut pid: Pid,
         probe: &P,
@@ -180,15 +203,25 @@ where
             // A root below the target level means the level does not exist. Checked before settling
             // on the root: settling may help a split of the root, and helping a split is what asks
             // for the level above it, so doing it here would recurse.
-            match self.table.load(root, guard) {
+            let root_node = match self.table.load(root, guard) {
                 Some(node) if node.meta.level < level => return None,
-                Some(_) => {}
+                Some(node) => node,
                 None => {
                     restart(RestartCause::PageGone);
                     continue 'restart;
                 }
-            }
-            let mut page = match self.settle(root, probe, Intent::Read, guard) {
+            };
+            // The root's head just loaded serves as `settle`'s first load (the fast path of
+            // `settle`, without loading the slot a second time).
+            let settled = if !root_node.kind.asks_for_help() && !probe.right_of(root_node.high()) {
+                Ok(PageRef {
+                    pid: root,
+                    node: root_node,
+                })
+            } else {
+                self.settle_general(root, probe, Intent::Read, guard)
+            };
+            let mut page = match settled {
                 Ok(page) => page,
                 Err(Restart(cause)) => {
                     restart(cause);
