@@ -21,7 +21,7 @@ use core::ops::Bound;
 
 use crate::fault::{self, Fault};
 use crate::mapping::Pid;
-use crate::node::{self, Body, NodeRef, RemovalState};
+use crate::node::{self, Body, LeafRef, NodeRef, RemovalState};
 
 /// What a descent is looking for. Implemented by zero-sized or reference types so that every
 /// traversal is monomorphised for its probe and the hot `At` case compiles to plain comparisons.
@@ -374,6 +374,49 @@ fn apply_deltas<'g, K: Ord, V>(
     out.extend(base.take(room));
 }
 
+/// For a leaf chain with a lookup-shortcut summary (insert, delete and split deltas over one leaf
+/// base page, see `Meta::slots`): gathers its deltas into `deltas`, sorted by key with only the
+/// newest record of each key (`None`: a delete), and returns the base page with the exact number of
+/// records of the page. A consolidation then copies the base page's runs between the delta keys
+/// ([`node::leaf_base_merged`]) instead of collecting the page record by record. `None` for other
+/// chains (a merge or batch delta on them), which callers collect with [`collect_leaf`].
+pub(crate) fn sorted_leaf_deltas<'g, K: Ord, V>(
+    head: NodeRef<'g, K, V>,
+    deltas: &mut DeltaScratch<'g, K, V>,
+) -> Option<(LeafRef<'g, K, V>, usize)> {
+    let base = head.shortcut_base()?;
+    deltas.clear();
+    let mut node = head;
+    loop {
+        match node.body() {
+            Body::Insert(delta) => deltas.push((&delta.key, Some(&delta.value))),
+            Body::Delete(delta) => deltas.push((&delta.key, None)),
+            Body::Split(_) => {}
+            Body::Leaf(_) => break,
+            _ => {
+                debug_assert!(
+                    false,
+                    "a chain with a shortcut summary holds another delta kind"
+                );
+                return None;
+            }
+        }
+        node = node.next().expect("a delta always has a successor");
+    }
+    // A stable sort keeps the newest record of each key first; drop the older ones.
+    deltas.sort_by(|a, b| a.0.cmp(b.0));
+    deltas.dedup_by(|later, first| later.0 == first.0);
+    let mut len = base.keys().len();
+    for &(key, value) in deltas.iter() {
+        match (base.search(key).is_ok(), value.is_some()) {
+            (false, true) => len += 1,
+            (true, false) => len -= 1,
+            _ => {}
+        }
+    }
+    Some((base, len))
+}
+
 /// The logical content of an inner page as of `head`: its children in key order, each with its low
 /// key (`None` for the first child, which starts at the page's own low key).
 pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Option<&'g K>, Pid)> {
@@ -537,6 +580,46 @@ mod tests {
             collect_all(&chain, Bound::Included(&7), Bound::Unbounded),
             vec![]
         );
+    }
+
+    #[test]
+    fn consolidation_by_runs_matches_the_collected_page() {
+        // Random base pages and delta chains over a small key range (so deltas hit base keys,
+        // each other and the page's ends): the page built from the base page's runs and the sorted
+        // deltas must equal the collected page, record for record.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for case in 0..500 {
+            let base: Vec<(u64, u64)> = (0..40u64)
+                .filter(|_| next(3) == 0)
+                .map(|k| (k, k + 1000))
+                .collect();
+            let deltas: Vec<(u64, Option<u64>)> = (0..next(10))
+                .map(|i| (next(42), (next(3) != 0).then_some(i)))
+                .collect();
+            let chain = leaf_chain(&base, &deltas);
+            let mut scratch = Vec::new();
+            let (page, len) = sorted_leaf_deltas(chain.head(), &mut scratch)
+                .expect("insert and delete deltas keep the shortcut summary");
+            let built = node::leaf_base_merged(None, None, Pid::NONE, page, &scratch, len);
+            let Body::Leaf(leaf) = built.as_ref().body() else {
+                panic!("not a leaf")
+            };
+            let got: Vec<(u64, u64)> = leaf
+                .keys()
+                .iter()
+                .copied()
+                .zip(leaf.values().iter().copied())
+                .collect();
+            let want = collect_all(&chain, Bound::Unbounded, Bound::Unbounded);
+            assert_eq!(got, want, "case {case}: base {base:?} deltas {deltas:?}");
+            assert_eq!(built.as_ref().meta.size as usize, want.len());
+        }
     }
 
     #[test]

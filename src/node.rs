@@ -952,6 +952,81 @@ pub(crate) fn leaf_base<K, V>(
     page.finish()
 }
 
+/// A new leaf base page holding `base`'s records with `deltas` applied: `deltas` sorted by key, one
+/// record per key (`None` deletes the key), `len` the exact resulting number of records (see
+/// `chain::sorted_leaf_deltas`). The base page's records between two delta keys are copied as
+/// one run.
+pub(crate) fn leaf_base_merged<K: Ord + Clone, V: Clone>(
+    low: Option<K>,
+    high: Option<K>,
+    right: Pid,
+    base: LeafRef<'_, K, V>,
+    deltas: &[(&K, Option<&V>)],
+    len: usize,
+) -> OwnedNode<K, V> {
+    let (layout, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
+    let meta = Meta {
+        low: ptr::null(),
+        high: ptr::null(),
+        right,
+        size: len as u32,
+        depth: 0,
+        level: 0,
+        base: ptr::null(),
+        slots: 0,
+    };
+    let mut page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
+    // SAFETY: both arrays of `len` slots lie inside the page's allocation, at these offsets.
+    let (keys_out, values_out) = unsafe {
+        (
+            page.base().add(keys_at).cast::<K>(),
+            page.base().add(values_at).cast::<V>(),
+        )
+    };
+    // Appends a run of records (clones) after the ones written so far.
+    let append = |page: &mut BasePageBuilder<K, V>, keys: &[K], values: &[V]| {
+        let start = page.initialised;
+        assert!(
+            keys.len() == values.len() && start + keys.len() <= len,
+            "more records than the counted length"
+        );
+        for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+            // SAFETY: slot `start + i < len` of both arrays is in bounds (checked above) and
+            // written exactly once.
+            unsafe {
+                keys_out.add(start + i).write(key.clone());
+                values_out.add(start + i).write(value.clone());
+            }
+            page.initialised = start + i + 1;
+        }
+    };
+    let (keys, values) = (base.keys(), base.values());
+    let mut next = 0;
+    for &(key, value) in deltas {
+        let at = next + keys[next..].partition_point(|k| k < key);
+        append(&mut page, &keys[next..at], &values[next..at]);
+        // The delta replaces (or deletes) the base record with its key.
+        next = if keys.get(at) == Some(key) {
+            at + 1
+        } else {
+            at
+        };
+        if let Some(value) = value {
+            append(
+                &mut page,
+                core::slice::from_ref(key),
+                core::slice::from_ref(value),
+            );
+        }
+    }
+    append(&mut page, &keys[next..], &values[next..]);
+    assert_eq!(
+        page.initialised, len,
+        "fewer records than the counted length"
+    );
+    page.finish()
+}
+
 /// A new inner base page at `level` (≥ 1) with `children` and the `separators` between them
 /// (`children.len() == separators.len() + 1`).
 pub(crate) fn inner_base<K, V>(

@@ -109,9 +109,16 @@ where
         let low = node.low().cloned();
         let high = node.high().cloned();
         let base = if node.is_leaf() {
-            let mut records = Vec::with_capacity(node.meta.size as usize);
-            chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
-            node::leaf_base(low, high, node.meta.right, cloned_records(&records))
+            let mut deltas = Vec::with_capacity(node.meta.depth as usize);
+            if let Some((base, len)) = chain::sorted_leaf_deltas(node, &mut deltas) {
+                // The common chain (inserts and deletes over one base page): the base page's runs
+                // are copied between the delta keys, without collecting the page first.
+                node::leaf_base_merged(low, high, node.meta.right, base, &deltas, len)
+            } else {
+                let mut records = Vec::with_capacity(node.meta.size as usize);
+                chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
+                node::leaf_base(low, high, node.meta.right, cloned_records(&records))
+            }
         } else {
             let children = chain::collect_inner(node);
             let (separators, pids) = split_children(&children);
