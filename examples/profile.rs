@@ -109,11 +109,14 @@ fn main() {
         match arg.as_str() {
             "--keys" => keys_total = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            // The merge thresholds follow the capacities (half a page, as the defaults).
             "--leaf" => {
-                config.leaf_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+                config.leaf_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                config.leaf_merge_threshold = config.leaf_capacity / 2;
             }
             "--inner" => {
-                config.inner_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+                config.inner_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+                config.inner_merge_threshold = config.inner_capacity / 2;
             }
             "--chain" => {
                 config.leaf_chain_threshold = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)

@@ -32,25 +32,28 @@ fn main() {
     let keys = random_keys(keys_total);
     let base = Config::default();
     let mut variants: Vec<(String, Config)> = vec![("default".into(), base.clone())];
-    for leaf in [32, 128, 256] {
+    // Merge thresholds follow the capacities (half a page, as the defaults; at most half is valid).
+    for leaf in [32, 64, 256] {
         variants.push((
             format!("leaf_capacity={leaf}"),
             Config {
                 leaf_capacity: leaf,
+                leaf_merge_threshold: leaf / 2,
                 ..base.clone()
             },
         ));
     }
-    for inner in [32, 128, 256] {
+    for inner in [32, 64, 256] {
         variants.push((
             format!("inner_capacity={inner}"),
             Config {
                 inner_capacity: inner,
+                inner_merge_threshold: inner / 2,
                 ..base.clone()
             },
         ));
     }
-    for chain in [2, 4, 16, 24] {
+    for chain in [2, 8, 16, 24] {
         variants.push((
             format!("leaf_chain_threshold={chain}"),
             Config {

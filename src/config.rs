@@ -45,12 +45,16 @@ pub enum Maintenance {
 
 /// Tuning knobs of a [`BwTree`](crate::BwTree).
 ///
-/// The defaults were chosen by measurement on the crate's own benchmark (see the README's
-/// "Configuration" section and `examples/tune.rs`): for 8-byte keys and values, 64-entry leaves and
-/// inner pages with a leaf chain threshold of 8 and an inner threshold of 2 gave the best mix of get
-/// and insert throughput. The Bw-tree paper (ICDE'13, Fig. 5) reports the best leaf chain threshold
-/// near 8 for 8-byte keys; OpenBw-Tree (SIGMOD'18) used leaf chains of 8–24, inner chains of 2–8 and
-/// pages of 64–128 entries.
+/// The defaults were chosen by measurement on the crate's own lab (`papers/tuning.md`): for 8-byte
+/// keys and values, 128-entry leaves and inner pages with a leaf chain threshold of 4 and an inner
+/// threshold of 2 gave the best gets, scans and mixed work (1M keys: a tree one level lower than
+/// with 64-entry pages), at the same insert throughput. The Bw-tree paper (ICDE'13, Fig. 5) reports
+/// the best leaf chain threshold between about 4 (large records) and 8 (8-byte keys); OpenBw-Tree
+/// (SIGMOD'18) used leaf chains of 8–24, inner chains of 2–8 and pages of 64–128 entries.
+///
+/// The merge thresholds may be at most half the capacities: a configuration that lowers a capacity
+/// below the default must lower its merge threshold too (or [`Config::validate`] says which field is
+/// out of range).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Maximum number of records in a leaf page; one more triggers a split. At least 2.
@@ -145,12 +149,12 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            leaf_capacity: 64,
-            inner_capacity: 64,
-            leaf_chain_threshold: 8,
+            leaf_capacity: 128,
+            inner_capacity: 128,
+            leaf_chain_threshold: 4,
             inner_chain_threshold: 2,
-            leaf_merge_threshold: 32,
-            inner_merge_threshold: 32,
+            leaf_merge_threshold: 64,
+            inner_merge_threshold: 64,
             maintenance: Maintenance::Inline,
             statistics: true,
             consolidate_every_update: false,

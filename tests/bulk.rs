@@ -211,10 +211,15 @@ fn bulk_load_builds_a_valid_tree_for_every_size_and_fill() {
             }
         }
     }
-    let shape =
-        BwTree::from_sorted_iter_with(Config::default(), 1.0, (0..64_000u64).map(|k| (k, k)))
-            .unwrap()
-            .shape();
+    // Full pages: exactly one leaf per `leaf_capacity` keys.
+    let capacity = Config::default().leaf_capacity as u64;
+    let shape = BwTree::from_sorted_iter_with(
+        Config::default(),
+        1.0,
+        (0..1_000 * capacity).map(|k| (k, k)),
+    )
+    .unwrap()
+    .shape();
     assert_eq!(shape.leaves, 1_000, "{shape:?}");
 }
 
@@ -258,12 +263,17 @@ fn an_append_batch_is_one_delta_then_one_multiway_split() {
     assert_eq!(out.metrics.leaves_touched, 1, "{:?}", out.metrics);
     assert_eq!(out.metrics.cas_attempts, 1);
     assert!(out.results.iter().all(Option::is_none));
-    // 10,000 keys onto the rightmost leaf: cut into pages of at most 64 in one step.
-    assert!(out.metrics.splits >= 10_000 / 64, "{:?}", out.metrics);
+    // 10,000 keys onto the rightmost leaf: cut into pages of at most `leaf_capacity` in one step,
+    // nearly full ones (at least 15/16 of the capacity, the last two aside).
+    let capacity = Config::default().leaf_capacity;
+    assert!(out.metrics.splits >= 10_000 / capacity, "{:?}", out.metrics);
     tree.check_invariants().unwrap();
     assert_eq!(tree.len(), 10_100);
     let shape = tree.shape();
-    assert!(shape.leaves <= 10_100 / 60 + 2, "{shape:?}");
+    assert!(
+        shape.leaves <= 10_100 / (capacity * 15 / 16) + 2,
+        "{shape:?}"
+    );
 }
 
 #[test]

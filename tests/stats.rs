@@ -117,6 +117,7 @@ fn maintenance_report_agrees_with_stats() {
     // Background mode: operations leave splits to the maintenance pass below 4× capacity.
     let tree = tree(Config {
         leaf_capacity: 64,
+        leaf_merge_threshold: 32,
         leaf_chain_threshold: 8,
         maintenance: Maintenance::Background,
         ..Config::default()

@@ -168,7 +168,29 @@ pub fn variants() -> Vec<MapFactory> {
         inner_merge_threshold: 0,
         ..bwtree::Config::default()
     };
+    // The defaults before the page-size measurement of papers/performance.md (step 5).
+    let small_pages = || bwtree::Config {
+        leaf_capacity: 64,
+        inner_capacity: 64,
+        leaf_chain_threshold: 8,
+        leaf_merge_threshold: 32,
+        inner_merge_threshold: 32,
+        ..bwtree::Config::default()
+    };
     vec![
+        MapFactory::new(
+            "bwtree-64",
+            "this crate's Bw-tree with 64-entry pages and leaf chain threshold 8",
+            move || {
+                Box::new(
+                    BwTree::<u64, u64>::with_config(small_pages()).expect("a valid configuration"),
+                )
+            },
+        )
+        .with_batches(Batches::Native)
+        .with_bulk_load("from_sorted_iter", move |sorted| {
+            bwtree_from_sorted(small_pages(), sorted)
+        }),
         MapFactory::new(
             "bwtree-no-merge",
             "this crate's Bw-tree with merges off (both merge thresholds 0)",
