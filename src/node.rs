@@ -1100,11 +1100,8 @@ impl<K, V> BasePageBuilder<K, V> {
         high: Option<K>,
         len: usize,
     ) -> Self {
-        // SAFETY: the layout has a non-zero size (it contains the header).
-        let raw = unsafe { std::alloc::alloc(layout) };
-        let Some(ptr) = NonNull::new(raw.cast::<BaseHeader<K, V>>()) else {
-            std::alloc::handle_alloc_error(layout)
-        };
+        // Base pages come from the thread's recycled blocks where it has one (see `page_pool`).
+        let ptr = crate::page_pool::allocate(layout).cast::<BaseHeader<K, V>>();
         // SAFETY: freshly allocated with room and alignment for the header.
         unsafe {
             ptr.as_ptr().write(BaseHeader {
@@ -1141,12 +1138,13 @@ impl<K, V> Drop for BasePageBuilder<K, V> {
     fn drop(&mut self) {
         // Only reached when building panicked: drop what was written, then the memory.
         // SAFETY: the header and the first `initialised` entries were written; nothing else is.
+        // The block came from `page_pool::allocate(self.layout)` and is not published.
         unsafe {
             let header = self.ptr.as_ptr();
             let len = (*header).len;
             let kind = (*header).node.kind;
             drop_base_contents::<K, V>(header, kind, len, self.initialised);
-            std::alloc::dealloc(header.cast(), self.layout);
+            crate::page_pool::release(self.ptr.cast(), self.layout);
         }
     }
 }
@@ -1218,7 +1216,8 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
                     (inner_layout::<K, V>(len).0, len - 1)
                 };
                 drop_base_contents::<K, V>(header, kind, len, initialised);
-                std::alloc::dealloc(header.cast(), layout);
+                // `BasePageBuilder::new` allocated it from the page pool with this layout.
+                crate::page_pool::release(NonNull::new_unchecked(header.cast()), layout);
             }
         }
     }
