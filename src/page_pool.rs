@@ -32,8 +32,10 @@ pub(crate) const CLASS_BYTES: usize = 256;
 /// Number of size classes: blocks up to `CLASSES * CLASS_BYTES` (16 KiB) are pooled.
 const CLASSES: usize = 64;
 /// Blocks a thread keeps per size class; further frees go to the allocator.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const BLOCKS_PER_CLASS: usize = 16;
 /// Bytes a thread keeps in all classes together (128 default-sized leaf pages).
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) const MAX_POOL_BYTES: usize = 256 * 1024;
 /// The alignment of every pooled block (base pages are aligned to a cache line).
 const POOL_ALIGN: usize = 64;
