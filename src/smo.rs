@@ -61,9 +61,12 @@ where
         let size = node.meta.size as usize;
         if size > capacity {
             self.split(page, guard);
-        } else if size < self.merge_threshold(node.meta.level) && !self.is_root(page.pid) {
-            // Under-full: merge with a neighbour.
-            self.try_merge(page, guard);
+        } else if size < self.merge_threshold(node.meta.level)
+            && !self.is_root(page.pid)
+            && self.try_merge(page, guard)
+        {
+            // Under-full and merged with a neighbour. A merge the policy declines (the result
+            // would be too large) leaves the page as it is, so its chain is still kept short below.
         } else if size == 1 && !node.is_leaf() && self.is_root(page.pid) {
             self.try_collapse(page, guard);
         } else if node.meta.depth as usize > threshold {

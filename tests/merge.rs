@@ -337,3 +337,42 @@ fn split_and_merge_churn_always_finishes() {
     assert!(tree.is_empty());
     tree.check_invariants().unwrap();
 }
+
+#[test]
+fn an_under_full_page_whose_merge_is_declined_is_still_consolidated() {
+    // Capacity 16, merge below 8, merged pages at most 14. Keys 0..17 split into [0, 8) and
+    // [8, 17); removing two keys leaves the right page with 7 records: under-full, but merging it
+    // into its left neighbour would make 15 > 14, and it has no right neighbour to absorb. Updates
+    // on it must still consolidate its chain (they used to try the merge and stop there).
+    let threshold = 2;
+    let tree: BwTree = BwTree::with_config(Config {
+        leaf_capacity: 16,
+        inner_capacity: 16,
+        leaf_chain_threshold: threshold,
+        leaf_merge_threshold: 8,
+        inner_merge_threshold: 8,
+        ..Config::default()
+    })
+    .unwrap();
+    for key in 0..17 {
+        tree.insert(key, key);
+    }
+    tree.remove(&15);
+    tree.remove(&16);
+    let shape = tree.shape();
+    assert_eq!(shape.leaves, 2, "{shape:?}");
+    tree.reset_stats();
+    for round in 0..200 {
+        tree.insert(9, round);
+    }
+    let stats = tree.stats();
+    let histogram = stats.chain_histogram(bwtree::Level::Leaf);
+    let longest = histogram.iter().rposition(|&n| n > 0).unwrap();
+    assert!(
+        longest <= threshold + 1,
+        "leaf chains of {longest} deltas seen (threshold {threshold}): {histogram:?}"
+    );
+    assert_eq!(tree.get(&9), Some(199));
+    assert_eq!(tree.len(), 15);
+    tree.check_invariants().unwrap();
+}
