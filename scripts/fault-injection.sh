@@ -19,7 +19,7 @@ valgrind_check() {
 # fault name | how it is caught | command
 CHECKS=(
     "skip-help-along|stalled-splitter test (help_along.rs): invariants after others must finish the split|cargo test ${FEATURE[*]} --test help_along"
-    "plain-store-publish|linearizability checker (linearizability.rs)|cargo test ${FEATURE[*]} --test linearizability bwtree"
+    "plain-store-publish|linearizability checker on point operations (linearizability.rs)|cargo test ${FEATURE[*]} --test linearizability bwtree_point_operations_are_linearizable"
     "early-retire|valgrind memcheck on the concurrent churn test (memcheck.rs)|valgrind_check"
     "wrong-delta|sequential model test against BTreeMap (model.rs)|cargo test ${FEATURE[*]} --test model"
     "relaxed-publish|loom model two_inserts_into_the_same_page (causality check on node contents)|RUSTFLAGS='$LOOM_FLAGS' cargo test --release --features fault-injection --target-dir target/loom-faults --test loom two_inserts"
