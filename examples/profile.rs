@@ -8,6 +8,8 @@
 //! valgrind --tool=callgrind --cache-sim=yes --toggle-collect='profile::measure_*' \
 //!     target/release/examples/profile bwtree --keys 200000
 //! callgrind_annotate callgrind.out.<pid>
+//! # fresh random inserts into a loaded BwTree on 1 and on 2 threads (the page-recycling measurement)
+//! cargo run --release --example profile -- scaling [--keys N] [--runs R] [--no-recycling]
 //! ```
 //!
 //! `--leaf`, `--inner`, `--chain` and `--inner-chain` set BwTree's leaf and inner capacities and its
@@ -15,7 +17,9 @@
 //! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled), a loop of
 //! 100-pair scans (from every hundredth probe) and an insert loop of fresh keys (a quarter as many);
 //! the `measure_*` functions are the loops, so
-//! callgrind's `--toggle-collect` counts nothing else.
+//! callgrind's `--toggle-collect` counts nothing else. `scaling` loads `--keys` keys, then times
+//! 400k fresh inserts split over 1 and over 2 threads (alternating, fresh tree each time);
+//! `--no-recycling` turns off the reuse of freed page blocks (`bwtree::set_page_recycling`).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -90,6 +94,28 @@ fn load<M: ConcurrentMap<u64, u64>>(map: &M, keys: &[u64]) {
     }
 }
 
+/// Fresh inserts per `scaling` measurement, split evenly over the threads.
+const SCALING_INSERTS: usize = 400_000;
+
+/// M inserts/s of `SCALING_INSERTS` fresh random keys on `threads` threads into a new tree loaded
+/// with `keys`.
+fn insert_throughput(config: &Config, keys: &[u64], threads: usize) -> f64 {
+    let tree = BwTree::with_config(config.clone()).expect("validated");
+    load(&tree, keys);
+    let per_thread = SCALING_INSERTS / threads;
+    let fresh: Vec<Vec<u64>> = (0..threads)
+        .map(|t| random_keys(per_thread, 1234 + 7919 * t as u64))
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for keys in &fresh {
+            let tree = &tree;
+            s.spawn(move || black_box(measure_inserts(tree, keys)));
+        }
+    });
+    million_per_second(per_thread * threads, start)
+}
+
 fn million_per_second(n: usize, start: Instant) -> f64 {
     n as f64 / start.elapsed().as_secs_f64() / 1e6
 }
@@ -124,13 +150,14 @@ fn main() {
             "--inner-chain" => {
                 config.inner_chain_threshold = args.next().and_then(|v| v.parse().ok()).unwrap_or(0)
             }
-            "time" | "bwtree" | "olc" => mode = arg,
+            "--no-recycling" => bwtree::set_page_recycling(false),
+            "time" | "bwtree" | "olc" | "scaling" => mode = arg,
             _ => keys_total = 0,
         }
     }
     if keys_total == 0 || runs == 0 {
         eprintln!(
-            "usage: profile [time|bwtree|olc] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N] [--inner-chain N]"
+            "usage: profile [time|bwtree|olc|scaling] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N] [--inner-chain N] [--no-recycling]"
         );
         std::process::exit(2);
     }
@@ -148,6 +175,22 @@ fn main() {
             black_box(measure_gets(&tree, &probes));
             black_box(measure_scans(&tree, &probes[..probes.len() / SCAN_LEN]));
             black_box(measure_inserts(&tree, &fresh));
+        }
+        "scaling" => {
+            let (mut one, mut two) = (vec![], vec![]);
+            for _ in 0..runs {
+                one.push(insert_throughput(&config, &keys, 1));
+                two.push(insert_throughput(&config, &keys, 2));
+            }
+            let (one, two) = (median(one), median(two));
+            println!(
+                "{keys_total} random u64 keys loaded, {SCALING_INSERTS} fresh inserts, medians of {runs} runs ({} cores)",
+                std::thread::available_parallelism().map_or(1, usize::from)
+            );
+            println!(
+                "insert  1 thread {one:5.3} M/s   2 threads {two:5.3} M/s   ratio {:.2}",
+                two / one
+            );
         }
         "olc" => {
             let olc = OlcBTree::new();

@@ -925,30 +925,10 @@ pub(crate) fn leaf_base<K, V>(
     entries: impl ExactSizeIterator<Item = (K, V)>,
 ) -> OwnedNode<K, V> {
     let len = entries.len();
-    let (layout, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
-    let meta = Meta {
-        low: ptr::null(),
-        high: ptr::null(),
-        right,
-        size: len as u32,
-        depth: 0,
-        level: 0,
-        base: ptr::null(),
-        slots: 0,
-    };
-    let mut page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
-    for (i, (key, value)) in entries.take(len).enumerate() {
-        // SAFETY: slot `i < len` of both arrays lies inside the allocation and is written once.
-        unsafe {
-            page.base().add(keys_at).cast::<K>().add(i).write(key);
-            page.base().add(values_at).cast::<V>().add(i).write(value);
-        }
-        page.initialised = i + 1;
+    let mut page = LeafPageWriter::new(low, high, right, len);
+    for (key, value) in entries.take(len) {
+        page.push(key, value);
     }
-    assert_eq!(
-        page.initialised, len,
-        "ExactSizeIterator reported a wrong length"
-    );
     page.finish()
 }
 
@@ -964,47 +944,12 @@ pub(crate) fn leaf_base_merged<K: Ord + Clone, V: Clone>(
     deltas: &[(&K, Option<&V>)],
     len: usize,
 ) -> OwnedNode<K, V> {
-    let (layout, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
-    let meta = Meta {
-        low: ptr::null(),
-        high: ptr::null(),
-        right,
-        size: len as u32,
-        depth: 0,
-        level: 0,
-        base: ptr::null(),
-        slots: 0,
-    };
-    let mut page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
-    // SAFETY: both arrays of `len` slots lie inside the page's allocation, at these offsets.
-    let (keys_out, values_out) = unsafe {
-        (
-            page.base().add(keys_at).cast::<K>(),
-            page.base().add(values_at).cast::<V>(),
-        )
-    };
-    // Appends a run of records (clones) after the ones written so far.
-    let append = |page: &mut BasePageBuilder<K, V>, keys: &[K], values: &[V]| {
-        let start = page.initialised;
-        assert!(
-            keys.len() == values.len() && start + keys.len() <= len,
-            "more records than the counted length"
-        );
-        for (i, (key, value)) in keys.iter().zip(values).enumerate() {
-            // SAFETY: slot `start + i < len` of both arrays is in bounds (checked above) and
-            // written exactly once.
-            unsafe {
-                keys_out.add(start + i).write(key.clone());
-                values_out.add(start + i).write(value.clone());
-            }
-            page.initialised = start + i + 1;
-        }
-    };
+    let mut page = LeafPageWriter::new(low, high, right, len);
     let (keys, values) = (base.keys(), base.values());
     let mut next = 0;
     for &(key, value) in deltas {
         let at = next + keys[next..].partition_point(|k| k < key);
-        append(&mut page, &keys[next..at], &values[next..at]);
+        page.push_run(&keys[next..at], &values[next..at]);
         // The delta replaces (or deletes) the base record with its key.
         next = if keys.get(at) == Some(key) {
             at + 1
@@ -1012,19 +957,95 @@ pub(crate) fn leaf_base_merged<K: Ord + Clone, V: Clone>(
             at
         };
         if let Some(value) = value {
-            append(
-                &mut page,
-                core::slice::from_ref(key),
-                core::slice::from_ref(value),
-            );
+            page.push(key.clone(), value.clone());
         }
     }
-    append(&mut page, &keys[next..], &values[next..]);
-    assert_eq!(
-        page.initialised, len,
-        "fewer records than the counted length"
-    );
+    page.push_run(&keys[next..], &values[next..]);
     page.finish()
+}
+
+/// A leaf base page of a fixed number of records under construction, written in key order. Frees
+/// what was written (and the page) if dropped before `finish`, e.g. when a clone panics.
+struct LeafPageWriter<K, V> {
+    page: BasePageBuilder<K, V>,
+    keys: *mut K,
+    values: *mut V,
+    len: usize,
+}
+
+impl<K, V> LeafPageWriter<K, V> {
+    fn new(low: Option<K>, high: Option<K>, right: Pid, len: usize) -> Self {
+        let (layout, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
+        let meta = Meta {
+            low: ptr::null(),
+            high: ptr::null(),
+            right,
+            size: len as u32,
+            depth: 0,
+            level: 0,
+            base: ptr::null(),
+            slots: 0,
+        };
+        let page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
+        // SAFETY: `base_layout` put both arrays of `len` slots inside the page's allocation, at
+        // these offsets.
+        let (keys, values) = unsafe {
+            (
+                page.base().add(keys_at).cast::<K>(),
+                page.base().add(values_at).cast::<V>(),
+            )
+        };
+        LeafPageWriter {
+            page,
+            keys,
+            values,
+            len,
+        }
+    }
+
+    /// Appends one record.
+    #[inline]
+    fn push(&mut self, key: K, value: V) {
+        let i = self.page.initialised;
+        assert!(i < self.len, "more records than the page's length");
+        // SAFETY: slot `i < len` of both arrays is in bounds and written exactly once.
+        unsafe {
+            self.keys.add(i).write(key);
+            self.values.add(i).write(value);
+        }
+        self.page.initialised = i + 1;
+    }
+
+    /// Appends clones of a run of records, with one bounds check for the whole run.
+    #[inline]
+    fn push_run(&mut self, keys: &[K], values: &[V])
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let start = self.page.initialised;
+        assert!(
+            keys.len() == values.len() && start + keys.len() <= self.len,
+            "more records than the page's length"
+        );
+        for (i, (key, value)) in keys.iter().zip(values).enumerate() {
+            // SAFETY: slot `start + i < len` of both arrays is in bounds (checked above) and
+            // written exactly once.
+            unsafe {
+                self.keys.add(start + i).write(key.clone());
+                self.values.add(start + i).write(value.clone());
+            }
+            self.page.initialised = start + i + 1;
+        }
+    }
+
+    fn finish(self) -> OwnedNode<K, V> {
+        assert_eq!(
+            self.page.initialised, self.len,
+            "fewer records than the page's length (an ExactSizeIterator reported a wrong length?)"
+        );
+        self.page.finish()
+    }
 }
 
 /// A new inner base page at `level` (≥ 1) with `children` and the `separators` between them

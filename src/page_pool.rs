@@ -5,9 +5,12 @@
 //! epoch collector frees a retired page on whichever thread happens to collect, usually not the one
 //! that allocated it, and for blocks of this size the system allocator (glibc) then takes the
 //! allocating thread's arena lock on the free while that thread takes the same lock for its next
-//! page. Measured (1M keys, random inserts, leaf chain threshold 4): two inserting threads ran no
-//! faster than one, and with a single arena for both (`GLIBC_TUNABLES=glibc.malloc.arena_max=1`)
-//! slower; with chains long enough that consolidations are rare they scaled 1.6–1.8×.
+//! page. Measured with `cargo run --release --example profile -- scaling [--no-recycling]` (1M
+//! keys loaded, 400k fresh random inserts on 1 and on 2 threads): without recycling two threads
+//! ran 1.07–1.16× one thread, with it 1.47–1.55× (0.85–0.94 M inserts/s on 2 threads instead of
+//! 0.52–0.64); a single glibc arena for both threads (`GLIBC_TUNABLES=glibc.malloc.arena_max=1`)
+//! made two threads slower than one, and chains long enough that consolidations are rare (leaf
+//! chain threshold 64) let them scale 1.6–1.8× even without recycling.
 //!
 //! So a thread that frees a base page keeps its block, sorted by size class, and the next base page
 //! of that class the thread builds reuses it. Both are pushes and pops on thread-local lists: no

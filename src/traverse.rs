@@ -86,10 +86,24 @@ where
         intent: Intent,
         guard: &'g Guard,
     ) -> Result<PageRef<'g, K, V>, Restart> {
-        if let Some(node) = self.table.load(pid, guard) {
-            if !node.kind.asks_for_help() && !probe.right_of(node.high()) {
-                return Ok(PageRef { pid, node });
-            }
+        match self.table.load(pid, guard) {
+            Some(node) => self.settle_loaded(pid, node, probe, intent, guard),
+            None => Err(Restart(RestartCause::PageGone)),
+        }
+    }
+
+    /// [`BwTree::settle`] from a head of `pid` the caller has just loaded.
+    #[inline]
+    fn settle_loaded<'g, P: Probe<K>>(
+        &self,
+        pid: Pid,
+        node: NodeRef<'g, K, V>,
+        probe: &P,
+        intent: Intent,
+        guard: &'g Guard,
+    ) -> Result<PageRef<'g, K, V>, Restart> {
+        if !node.kind.asks_for_help() && !probe.right_of(node.high()) {
+            return Ok(PageRef { pid, node });
         }
         self.settle_general(pid, probe, intent, guard)
     }
@@ -211,17 +225,8 @@ where
                     continue 'restart;
                 }
             };
-            // The root's head just loaded serves as `settle`'s first load (the fast path of
-            // `settle`, without loading the slot a second time).
-            let settled = if !root_node.kind.asks_for_help() && !probe.right_of(root_node.high()) {
-                Ok(PageRef {
-                    pid: root,
-                    node: root_node,
-                })
-            } else {
-                self.settle_general(root, probe, Intent::Read, guard)
-            };
-            let mut page = match settled {
+            // The root's head just loaded serves as `settle`'s first load.
+            let mut page = match self.settle_loaded(root, root_node, probe, Intent::Read, guard) {
                 Ok(page) => page,
                 Err(Restart(cause)) => {
                     restart(cause);
