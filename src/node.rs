@@ -776,12 +776,29 @@ fn data_meta<K, V>(prev: NodeRef<'_, K, V>, size: u32, position: Option<usize>) 
     meta
 }
 
+/// Moves a delta record into a block of its own (from this thread's recycled blocks where it has
+/// one, see `page_pool`); [`free_delta`] gives it back.
 fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
-    let ptr = Box::into_raw(Box::new(node));
+    let ptr = crate::page_pool::allocate(Layout::new::<T>()).cast::<T>();
+    // SAFETY: `allocate` returned a fresh block for `T`'s layout (size and alignment), which
+    // nobody else can see yet.
+    unsafe { ptr.as_ptr().write(node) };
     OwnedNode {
-        // SAFETY: `Box::into_raw` never returns null; `T` is a `#[repr(C)]` node type whose first
-        // field is the header.
-        ptr: unsafe { NonNull::new_unchecked(ptr.cast()) },
+        // `T` is a `#[repr(C)]` node type whose first field is the header.
+        ptr: ptr.cast(),
+    }
+}
+
+/// Drops a delta record built by [`boxed`] as a `T` and releases its block.
+///
+/// # Safety
+/// `ptr` must come from `boxed::<T, ..>`, be exclusively owned and not be used again.
+unsafe fn free_delta<T, K, V>(ptr: *mut Node<K, V>) {
+    let ptr = ptr.cast::<T>();
+    // SAFETY: the caller's contract: a live `T` in a block `boxed` allocated with `T`'s layout.
+    unsafe {
+        ptr::drop_in_place(ptr);
+        crate::page_pool::release(NonNull::new_unchecked(ptr.cast()), Layout::new::<T>());
     }
 }
 
@@ -1218,15 +1235,15 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
     // SAFETY: the caller's contract; the tag names the type the node was allocated as.
     unsafe {
         match (*ptr).kind {
-            Kind::Insert => drop(Box::from_raw(ptr.cast::<InsertDelta<K, V>>())),
-            Kind::Delete => drop(Box::from_raw(ptr.cast::<DeleteDelta<K, V>>())),
-            Kind::Split => drop(Box::from_raw(ptr.cast::<SplitDelta<K, V>>())),
-            Kind::IndexEntry => drop(Box::from_raw(ptr.cast::<IndexEntryDelta<K, V>>())),
-            Kind::Remove => drop(Box::from_raw(ptr.cast::<RemoveDelta<K, V>>())),
+            Kind::Insert => free_delta::<InsertDelta<K, V>, K, V>(ptr),
+            Kind::Delete => free_delta::<DeleteDelta<K, V>, K, V>(ptr),
+            Kind::Split => free_delta::<SplitDelta<K, V>, K, V>(ptr),
+            Kind::IndexEntry => free_delta::<IndexEntryDelta<K, V>, K, V>(ptr),
+            Kind::Remove => free_delta::<RemoveDelta<K, V>, K, V>(ptr),
             // Only the delta itself: its right state is freed by `free_chain`, which owns the walk.
-            Kind::Merge => drop(Box::from_raw(ptr.cast::<MergeDelta<K, V>>())),
-            Kind::IndexDelete => drop(Box::from_raw(ptr.cast::<IndexDeleteDelta<K, V>>())),
-            Kind::Collapse => drop(Box::from_raw(ptr.cast::<CollapseDelta<K, V>>())),
+            Kind::Merge => free_delta::<MergeDelta<K, V>, K, V>(ptr),
+            Kind::IndexDelete => free_delta::<IndexDeleteDelta<K, V>, K, V>(ptr),
+            Kind::Collapse => free_delta::<CollapseDelta<K, V>, K, V>(ptr),
             Kind::Batch => batch::free(ptr),
             kind @ (Kind::LeafBase | Kind::InnerBase) => {
                 let header = ptr.cast::<BaseHeader<K, V>>();
