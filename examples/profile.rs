@@ -13,7 +13,7 @@
 //! ```
 //!
 //! `--leaf`, `--inner`, `--chain` and `--inner-chain` set BwTree's leaf and inner capacities and its
-//! leaf and inner chain thresholds.
+//! leaf and inner chain thresholds; `--scan-len` the pairs per scan (default 100).
 //! `bwtree` and `olc` modes build one map, then run a get loop over every key (shuffled), a loop of
 //! 100-pair scans (from every hundredth probe) and an insert loop of fresh keys (a quarter as many);
 //! the `measure_*` functions are the loops, so
@@ -68,19 +68,19 @@ fn measure_inserts<M: ConcurrentMap<u64, u64>>(map: &M, keys: &[u64]) -> u64 {
         .fold(0, u64::wrapping_add)
 }
 
-/// Pairs per scan in the scan loop (the lab's scan100).
+/// Pairs per scan in the scan loop by default (the lab's scan100); `--scan-len` changes it.
 const SCAN_LEN: usize = 100;
 
 #[inline(never)]
-fn measure_scans<M: ConcurrentMap<u64, u64>>(map: &M, starts: &[u64]) -> u64 {
-    let mut out = Vec::with_capacity(SCAN_LEN);
+fn measure_scans<M: ConcurrentMap<u64, u64>>(map: &M, starts: &[u64], len: usize) -> u64 {
+    let mut out = Vec::with_capacity(len);
     let mut sum = 0u64;
     for k in starts {
         out.clear();
         map.scan(
             std::ops::Bound::Included(k),
             std::ops::Bound::Unbounded,
-            SCAN_LEN,
+            len,
             &mut out,
         );
         sum = out.iter().fold(sum, |s, &(k, v)| s.wrapping_add(k ^ v));
@@ -129,12 +129,14 @@ fn main() {
     let mut mode = String::from("time");
     let mut keys_total = 1_000_000usize;
     let mut runs = 7usize;
+    let mut scan_len = SCAN_LEN;
     let mut config = Config::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keys" => keys_total = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--scan-len" => scan_len = args.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             // The merge thresholds follow the capacities (half a page, as the defaults).
             "--leaf" => {
                 config.leaf_capacity = args.next().and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -155,9 +157,9 @@ fn main() {
             _ => keys_total = 0,
         }
     }
-    if keys_total == 0 || runs == 0 {
+    if keys_total == 0 || runs == 0 || scan_len == 0 {
         eprintln!(
-            "usage: profile [time|bwtree|olc|scaling] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N] [--inner-chain N] [--no-recycling]"
+            "usage: profile [time|bwtree|olc|scaling] [--keys N] [--runs R] [--leaf N] [--inner N] [--chain N] [--inner-chain N] [--scan-len N] [--no-recycling]"
         );
         std::process::exit(2);
     }
@@ -173,7 +175,11 @@ fn main() {
             let tree = BwTree::with_config(config.clone()).expect("validated");
             load(&tree, &keys);
             black_box(measure_gets(&tree, &probes));
-            black_box(measure_scans(&tree, &probes[..probes.len() / SCAN_LEN]));
+            black_box(measure_scans(
+                &tree,
+                &probes[..probes.len() / scan_len],
+                scan_len,
+            ));
             black_box(measure_inserts(&tree, &fresh));
         }
         "scaling" => {
@@ -196,14 +202,18 @@ fn main() {
             let olc = OlcBTree::new();
             load(&olc, &keys);
             black_box(measure_gets(&olc, &probes));
-            black_box(measure_scans(&olc, &probes[..probes.len() / SCAN_LEN]));
+            black_box(measure_scans(
+                &olc,
+                &probes[..probes.len() / scan_len],
+                scan_len,
+            ));
             black_box(measure_inserts(&olc, &fresh));
         }
         _ => {
             let (mut bw_get, mut olc_get, mut bw_ins, mut olc_ins) =
                 (vec![], vec![], vec![], vec![]);
             let (mut bw_scan, mut olc_scan) = (vec![], vec![]);
-            let starts = &probes[..probes.len() / SCAN_LEN];
+            let starts = &probes[..probes.len() / scan_len];
             for _ in 0..runs {
                 // Fresh maps per run so that inserts always add new keys; the two maps alternate
                 // so that machine noise hits both alike.
@@ -218,11 +228,11 @@ fn main() {
                 black_box(measure_gets(&olc, &probes));
                 olc_get.push(million_per_second(probes.len(), start));
                 let start = Instant::now();
-                black_box(measure_scans(&tree, starts));
-                bw_scan.push(million_per_second(starts.len() * SCAN_LEN, start));
+                black_box(measure_scans(&tree, starts, scan_len));
+                bw_scan.push(million_per_second(starts.len() * scan_len, start));
                 let start = Instant::now();
-                black_box(measure_scans(&olc, starts));
-                olc_scan.push(million_per_second(starts.len() * SCAN_LEN, start));
+                black_box(measure_scans(&olc, starts, scan_len));
+                olc_scan.push(million_per_second(starts.len() * scan_len, start));
                 let start = Instant::now();
                 black_box(measure_inserts(&tree, &fresh));
                 bw_ins.push(million_per_second(fresh.len(), start));
@@ -250,7 +260,7 @@ fn main() {
             );
             let (bs, os) = (median(bw_scan), median(olc_scan));
             println!(
-                "scan{SCAN_LEN} bwtree {bs:6.2} M pairs/s   olc {os:6.2} M pairs/s   ratio {:.2}",
+                "scan{scan_len} bwtree {bs:6.2} M pairs/s   olc {os:6.2} M pairs/s   ratio {:.2}",
                 bs / os
             );
         }

@@ -220,6 +220,29 @@ pub(crate) fn in_bounds<K: Ord>(key: &K, lo: Bound<&K>, hi: Bound<&K>) -> bool {
         }
 }
 
+/// Where a leaf collection appends its records, in ascending key order: a vector of references
+/// (consolidation, splits, the range iterator) or a scan's own output, which clones each record
+/// straight into the caller's vector (`BwTree::scan_into`) without an intermediate buffer.
+pub(crate) trait RecordSink<'g, K, V> {
+    /// Appends one record.
+    fn push(&mut self, key: &'g K, value: &'g V);
+
+    /// Appends a run of records from a base page (`keys` and `values` have the same length).
+    fn push_run(&mut self, keys: &'g [K], values: &'g [V]);
+}
+
+impl<'g, K, V> RecordSink<'g, K, V> for Vec<(&'g K, &'g V)> {
+    #[inline]
+    fn push(&mut self, key: &'g K, value: &'g V) {
+        Vec::push(self, (key, value));
+    }
+
+    #[inline]
+    fn push_run(&mut self, keys: &'g [K], values: &'g [V]) {
+        self.extend(keys.iter().zip(values));
+    }
+}
+
 /// Appends to `out`, in ascending key order, every record of the leaf page whose key lies within
 /// `(lo, hi)`: the page's logical content as of `head`.
 pub(crate) fn collect_leaf<'g, K: Ord, V>(
@@ -237,17 +260,22 @@ pub(crate) fn collect_leaf<'g, K: Ord, V>(
 /// newest first (`None` marks a delete): a scratch buffer callers may reuse across leaves.
 pub(crate) type DeltaScratch<'g, K, V> = Vec<(&'g K, Option<&'g V>)>;
 
-/// [`collect_leaf`] appending only the first `limit` records, with a caller-provided scratch buffer
-/// for the deltas (cleared first), so that a scan over many leaves allocates it once.
-pub(crate) fn collect_leaf_with<'g, K: Ord, V>(
+/// [`collect_leaf`] appending only the first `limit` records to any [`RecordSink`], with a
+/// caller-provided scratch buffer for the deltas (cleared first), so that a scan over many leaves
+/// allocates it once. Returns how many records it appended.
+pub(crate) fn collect_leaf_with<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
     head: NodeRef<'g, K, V>,
     lo: Bound<&K>,
     hi: Bound<&K>,
     limit: usize,
-    out: &mut Vec<(&'g K, &'g V)>,
+    out: &mut S,
     deltas: &mut DeltaScratch<'g, K, V>,
-) {
+) -> usize {
     deltas.clear();
+    if head.meta.depth > 0 && head.is_leaf() {
+        // The walk below is a chain of dependent misses; let the base page's arrive meanwhile.
+        head.prefetch_leaf_base();
+    }
     let mut node = head;
     loop {
         match node.body() {
@@ -286,16 +314,13 @@ pub(crate) fn collect_leaf_with<'g, K: Ord, V>(
                     Bound::Unbounded => base.keys().len(),
                 };
                 let end = end.max(start);
-                // Without deltas the first `limit` records of the run are the answer.
-                let end = if deltas.is_empty() {
-                    end.min(start.saturating_add(limit))
-                } else {
-                    end
-                };
-                let run = base.keys()[start..end]
-                    .iter()
-                    .zip(&base.values()[start..end]);
-                return apply_deltas(deltas, run, limit, out);
+                return apply_deltas_to_run(
+                    deltas,
+                    &base.keys()[start..end],
+                    &base.values()[start..end],
+                    limit,
+                    out,
+                );
             }
             Body::Merge(merge) => {
                 // The page is a tree here: keys below the separator in `next`, the rest in the
@@ -330,48 +355,88 @@ pub(crate) fn collect_leaf_with<'g, K: Ord, V>(
     }
 }
 
-/// Merges `deltas` (newest first, `None` = delete) into the sorted `base` run, appending the first
-/// `limit` records of the result to `out`.
-fn apply_deltas<'g, K: Ord, V>(
-    deltas: &mut DeltaScratch<'g, K, V>,
-    base: impl Iterator<Item = (&'g K, &'g V)>,
-    limit: usize,
-    out: &mut Vec<(&'g K, &'g V)>,
-) {
-    if deltas.is_empty() {
-        out.extend(base.take(limit));
-        return;
-    }
-    let end = out.len().saturating_add(limit);
+/// Sorts `deltas` (newest first, `None` = delete) by key, keeping only the newest record of each
+/// key.
+fn sort_newest<K: Ord, V>(deltas: &mut DeltaScratch<'_, K, V>) {
     // A stable sort keeps the newest record of each key first; drop the older ones.
     deltas.sort_by(|a, b| a.0.cmp(b.0));
     deltas.dedup_by(|later, first| later.0 == first.0);
+}
 
-    let mut base = base.peekable();
+/// Merges `deltas` (newest first, `None` = delete) into a sorted run of a base page (`keys` and
+/// their `values`), appending the first `limit` records of the result to `out`; returns how many
+/// it appended. The base records between consecutive delta keys go to `out` as whole runs.
+fn apply_deltas_to_run<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
+    deltas: &mut DeltaScratch<'g, K, V>,
+    mut keys: &'g [K],
+    mut values: &'g [V],
+    limit: usize,
+    out: &mut S,
+) -> usize {
+    sort_newest(deltas);
+    let mut appended = 0;
     for &(key, value) in deltas.iter() {
-        if out.len() >= end {
-            break;
+        // The base records below the delta's key, then the delta in place of an equal one.
+        let below = keys.partition_point(|k| k < key);
+        let run = below.min(limit - appended);
+        out.push_run(&keys[..run], &values[..run]);
+        appended += run;
+        if appended == limit {
+            return appended;
         }
-        while let Some(&(base_key, base_value)) = base.peek() {
-            match base_key.cmp(key) {
-                CmpOrdering::Less => {
-                    out.push((base_key, base_value));
-                    base.next();
-                }
-                CmpOrdering::Equal => {
-                    base.next();
-                    break;
-                }
-                CmpOrdering::Greater => break,
+        let skip = below + usize::from(keys.get(below) == Some(key));
+        keys = &keys[skip..];
+        values = &values[skip..];
+        if let Some(value) = value {
+            out.push(key, value);
+            appended += 1;
+            if appended == limit {
+                return appended;
             }
         }
-        if let Some(value) = value {
-            out.push((key, value));
+    }
+    let run = keys.len().min(limit - appended);
+    out.push_run(&keys[..run], &values[..run]);
+    appended + run
+}
+
+/// [`apply_deltas_to_run`] for a run given as an iterator of records (a merged page's two parts).
+fn apply_deltas<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
+    deltas: &mut DeltaScratch<'g, K, V>,
+    base: impl Iterator<Item = (&'g K, &'g V)>,
+    limit: usize,
+    out: &mut S,
+) -> usize {
+    sort_newest(deltas);
+    let mut appended = 0;
+
+    let mut base = base.peekable();
+    let mut newer = deltas.iter().peekable();
+    while appended < limit {
+        // The smaller key goes next; on a tie the delta replaces (or deletes) the base record.
+        let from_base = match (base.peek(), newer.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(&(base_key, _)), Some(&&(delta_key, _))) => match base_key.cmp(delta_key) {
+                CmpOrdering::Less => true,
+                CmpOrdering::Equal => {
+                    base.next();
+                    false
+                }
+                CmpOrdering::Greater => false,
+            },
+        };
+        if from_base {
+            let (key, value) = base.next().expect("peeked above");
+            out.push(key, value);
+            appended += 1;
+        } else if let &(key, Some(value)) = newer.next().expect("peeked above") {
+            out.push(key, value);
+            appended += 1;
         }
     }
-    out.truncate(end);
-    let room = end.saturating_sub(out.len());
-    out.extend(base.take(room));
+    appended
 }
 
 /// For a leaf chain with a lookup-shortcut summary (insert, delete and split deltas over one leaf
@@ -619,6 +684,69 @@ mod tests {
             let want = collect_all(&chain, Bound::Unbounded, Bound::Unbounded);
             assert_eq!(got, want, "case {case}: base {base:?} deltas {deltas:?}");
             assert_eq!(built.as_ref().meta.size as usize, want.len());
+        }
+    }
+
+    #[test]
+    fn bounded_and_limited_collection_matches_a_model() {
+        // Random chains as above; every bound pair and limit: the collection must be the model's
+        // records in the bounds, cut at the limit, and report how many it appended.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for case in 0..300 {
+            let base: Vec<(u64, u64)> = (0..30u64)
+                .filter(|_| next(2) == 0)
+                .map(|k| (k, k + 1000))
+                .collect();
+            let deltas: Vec<(u64, Option<u64>)> = (0..next(8))
+                .map(|i| (next(32), (next(3) != 0).then_some(i)))
+                .collect();
+            let chain = leaf_chain(&base, &deltas);
+            let mut model: std::collections::BTreeMap<u64, u64> = base.iter().copied().collect();
+            for &(key, value) in &deltas {
+                match value {
+                    Some(value) => model.insert(key, value),
+                    None => model.remove(&key),
+                };
+            }
+            let (lo, hi) = (next(34), next(34));
+            let bounds = [
+                (Bound::Included(&lo), Bound::Excluded(&hi)),
+                (Bound::Excluded(&lo), Bound::Included(&hi)),
+                (Bound::Included(&lo), Bound::Unbounded),
+                (Bound::Unbounded, Bound::Unbounded),
+            ];
+            let mut scratch = Vec::new();
+            for (lo_bound, hi_bound) in bounds {
+                let want: Vec<(u64, u64)> = model
+                    .iter()
+                    .filter(|(k, _)| in_bounds(*k, lo_bound, hi_bound))
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                for limit in [0, 1, 2, 5, want.len(), usize::MAX] {
+                    let mut out = Vec::new();
+                    let appended = collect_leaf_with(
+                        chain.head(),
+                        lo_bound,
+                        hi_bound,
+                        limit,
+                        &mut out,
+                        &mut scratch,
+                    );
+                    let got: Vec<(u64, u64)> = out.into_iter().map(|(k, v)| (*k, *v)).collect();
+                    let cut = &want[..want.len().min(limit)];
+                    assert_eq!(
+                        got, cut,
+                        "case {case}: {lo_bound:?}..{hi_bound:?} limit {limit}"
+                    );
+                    assert_eq!(appended, got.len());
+                }
+            }
         }
     }
 

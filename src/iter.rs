@@ -26,7 +26,7 @@ use core::ops::{Bound, RangeBounds};
 use std::collections::VecDeque;
 
 use crate::BwTree;
-use crate::chain::{self, At, Below, First, Last, Probe};
+use crate::chain::{self, At, Below, First, Last, Probe, RecordSink};
 use crate::mapping::Pid;
 use crate::stats::OpKind;
 use crate::traverse::{Intent, PageRef};
@@ -158,17 +158,14 @@ where
             Bound::Unbounded => self.find_leaf(&First, Intent::Read, guard),
         };
         let mut cursor = lo;
-        // Reused for every leaf, and sized for a whole leaf (plus its chain) up front, so a scan
-        // allocates twice rather than growing both buffers leaf by leaf.
-        let first = page.node();
-        let mut records = Vec::with_capacity(first.meta.size as usize + first.meta.depth as usize);
-        let mut deltas = Vec::with_capacity(self.config.leaf_chain_threshold + 1);
+        // Delta scratch, allocated by the first leaf with deltas and reused for every later one.
+        let mut deltas = Vec::new();
         loop {
             let node = page.node();
-            records.clear();
             let wanted = limit - (out.len() - start);
-            chain::collect_leaf_with(node, cursor, hi, wanted, &mut records, &mut deltas);
-            out.extend(records.iter().map(|&(k, v)| (k.clone(), v.clone())));
+            out.reserve(wanted.min(node.meta.size as usize));
+            // Records go straight from the page into `out`, cloned one by one.
+            chain::collect_leaf_with(node, cursor, hi, wanted, &mut Cloning(out), &mut deltas);
             debug_assert!(out.len() - start <= limit);
             if out.len() - start >= limit {
                 break;
@@ -187,6 +184,22 @@ where
             };
         }
         out.len() - start
+    }
+}
+
+/// A [`RecordSink`] that clones each record into a scan's output.
+struct Cloning<'a, K, V>(&'a mut Vec<(K, V)>);
+
+impl<'g, K: Clone, V: Clone> RecordSink<'g, K, V> for Cloning<'_, K, V> {
+    #[inline]
+    fn push(&mut self, key: &'g K, value: &'g V) {
+        self.0.push((key.clone(), value.clone()));
+    }
+
+    #[inline]
+    fn push_run(&mut self, keys: &'g [K], values: &'g [V]) {
+        self.0
+            .extend(keys.iter().cloned().zip(values.iter().cloned()));
     }
 }
 

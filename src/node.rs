@@ -472,6 +472,18 @@ impl<'g, K, V> NodeRef<'g, K, V> {
         }
     }
 
+    /// Starts loading the header and key array of the leaf base page at the end of this node's
+    /// chain, so that a walk of the deltas above it overlaps with those misses. Sizes the key array
+    /// from [`Meta::size`] (the page's entry count as of this node, close to the base page's).
+    #[inline]
+    pub(crate) fn prefetch_leaf_base(self) {
+        let (_, keys_at, _) = base_layout::<K, V, K, V>(0, 0);
+        let bytes = keys_at + self.meta.size as usize * size_of::<K>();
+        // A hint only: `base` is not dereferenced (it is null on pages built before their chain
+        // existed, and the hint is harmless then).
+        crate::prefetch::bytes(self.meta.base.cast(), bytes);
+    }
+
     /// The exclusive upper bound of the page (`None`: unbounded).
     #[inline]
     pub(crate) fn high(self) -> Option<&'g K> {
@@ -590,6 +602,8 @@ impl<'g, K: Ord, V> LeafRef<'g, K, V> {
     /// Index of the first key `>= key` (`strict`: `> key`).
     #[inline]
     pub(crate) fn lower_bound(&self, key: &K, strict: bool) -> usize {
+        // The binary search's probes are dependent loads: start all of their misses at once.
+        crate::prefetch::slice(self.keys());
         if strict {
             self.keys().partition_point(|k| k <= key)
         } else {
