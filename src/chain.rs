@@ -471,9 +471,12 @@ pub(crate) fn sorted_leaf_deltas<'g, K: Ord, V>(
     // A stable sort keeps the newest record of each key first; drop the older ones.
     deltas.sort_by(|a, b| a.0.cmp(b.0));
     deltas.dedup_by(|later, first| later.0 == first.0);
-    let mut len = base.keys().len();
+    let keys = base.keys();
+    let mut len = keys.len();
     for &(key, value) in deltas.iter() {
-        match (base.search(key).is_ok(), value.is_some()) {
+        // Not `base.search`: its prefetch is for cold pages, and the update asking for this
+        // consolidation has usually just searched this one.
+        match (keys.binary_search(key).is_ok(), value.is_some()) {
             (false, true) => len += 1,
             (true, false) => len -= 1,
             _ => {}

@@ -473,14 +473,14 @@ impl<'g, K, V> NodeRef<'g, K, V> {
     }
 
     /// Starts loading the header and key array of the leaf base page at the end of this node's
-    /// chain, so that a walk of the deltas above it overlaps with those misses. Sizes the key array
-    /// from [`Meta::size`] (the page's entry count as of this node, close to the base page's).
+    /// chain, so that a walk of the deltas above it overlaps with those misses instead of paying
+    /// them after it. Sizes the array from [`Meta::size`] (the page's entry count as of this node,
+    /// close to the base page's).
     #[inline]
     pub(crate) fn prefetch_leaf_base(self) {
         let (_, keys_at, _) = base_layout::<K, V, K, V>(0, 0);
         let bytes = keys_at + self.meta.size as usize * size_of::<K>();
-        // A hint only: `base` is not dereferenced (it is null on pages built before their chain
-        // existed, and the hint is harmless then).
+        // A hint only: `base` is not dereferenced.
         crate::prefetch::bytes(self.meta.base.cast(), bytes);
     }
 
@@ -995,6 +995,35 @@ pub(crate) fn leaf_base_merged<K: Ord + Clone, V: Clone>(
     page.finish()
 }
 
+/// Writes clones of `src` to the `src.len()` slots starting at `dst`, in one tight loop (for
+/// `Copy` types the compiler turns it into a block copy); if a clone panics, drops the clones
+/// already written.
+///
+/// # Safety
+/// The slots must be valid for writes, unaliased and hold nothing that needs dropping.
+#[inline]
+unsafe fn write_clones<T: Clone>(dst: *mut T, src: &[T]) {
+    let mut written = DropOnUnwind(ptr::slice_from_raw_parts_mut(dst, 0));
+    for (i, item) in src.iter().enumerate() {
+        // SAFETY: the caller's contract; `i < src.len()`.
+        unsafe { dst.add(i).write(item.clone()) };
+        written.0 = ptr::slice_from_raw_parts_mut(dst, i + 1);
+    }
+    core::mem::forget(written);
+}
+
+/// Drops the values it points to unless forgotten: cleans up a half-written run when a clone
+/// panics.
+struct DropOnUnwind<T>(*mut [T]);
+
+impl<T> Drop for DropOnUnwind<T> {
+    fn drop(&mut self) {
+        // SAFETY: built from a slice of values just written, which nothing else owns yet (the
+        // page's drop does not count them); dropped once, here, or forgotten.
+        unsafe { ptr::drop_in_place(self.0) };
+    }
+}
+
 /// A leaf base page of a fixed number of records under construction, written in key order. Frees
 /// what was written (and the page) if dropped before `finish`, e.g. when a clone panics.
 struct LeafPageWriter<K, V> {
@@ -1047,7 +1076,8 @@ impl<K, V> LeafPageWriter<K, V> {
         self.page.initialised = i + 1;
     }
 
-    /// Appends clones of a run of records, with one bounds check for the whole run.
+    /// Appends clones of a run of records, with one bounds check for the whole run: the keys'
+    /// clones first, then the values' (for `Copy` types each is one `memcpy`).
     #[inline]
     fn push_run(&mut self, keys: &[K], values: &[V])
     where
@@ -1055,19 +1085,22 @@ impl<K, V> LeafPageWriter<K, V> {
         V: Clone,
     {
         let start = self.page.initialised;
+        let n = keys.len();
         assert!(
-            keys.len() == values.len() && start + keys.len() <= self.len,
+            n == values.len() && start + n <= self.len,
             "more records than the page's length"
         );
-        for (i, (key, value)) in keys.iter().zip(values).enumerate() {
-            // SAFETY: slot `start + i < len` of both arrays is in bounds (checked above) and
-            // written exactly once.
-            unsafe {
-                self.keys.add(start + i).write(key.clone());
-                self.values.add(start + i).write(value.clone());
-            }
-            self.page.initialised = start + i + 1;
+        // SAFETY: slots `start..start + n` of both arrays are in bounds (checked above), not yet
+        // written (`initialised` counts the written ones) and the page is ours alone. If a
+        // value's clone panics, the guard drops this run's keys, which `initialised` does not
+        // count yet.
+        unsafe {
+            write_clones(self.keys.add(start), keys);
+            let keys_written = DropOnUnwind(ptr::slice_from_raw_parts_mut(self.keys.add(start), n));
+            write_clones(self.values.add(start), values);
+            core::mem::forget(keys_written);
         }
+        self.page.initialised = start + n;
     }
 
     fn finish(self) -> OwnedNode<K, V> {
@@ -1380,6 +1413,69 @@ mod tests {
             panic!()
         };
         assert!(leaf.keys().is_empty());
+    }
+
+    #[test]
+    fn a_panicking_clone_in_a_run_copy_frees_what_was_built() {
+        use std::sync::atomic::{AtomicIsize, Ordering};
+        // Live instances, and the clone (counted from 1) that panics; 0: none does.
+        static LIVE: AtomicIsize = AtomicIsize::new(0);
+        static CLONES_LEFT: AtomicIsize = AtomicIsize::new(0);
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        struct Counted(u64);
+        impl Counted {
+            fn new(v: u64) -> Self {
+                LIVE.fetch_add(1, Ordering::SeqCst);
+                Counted(v)
+            }
+        }
+        impl Clone for Counted {
+            fn clone(&self) -> Self {
+                assert_ne!(
+                    CLONES_LEFT.fetch_sub(1, Ordering::SeqCst),
+                    1,
+                    "clone failed"
+                );
+                Counted::new(self.0)
+            }
+        }
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                LIVE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let base = leaf_base::<Counted, Counted>(
+            None,
+            None,
+            Pid::NONE,
+            (0..10u32).map(|k| (Counted::new(k.into()), Counted::new(u64::from(k) + 100))),
+        );
+        assert_eq!(LIVE.load(Ordering::SeqCst), 20);
+        let leaf = || match view(&base).body() {
+            Body::Leaf(leaf) => leaf,
+            _ => panic!("not a leaf"),
+        };
+        // One delta in the middle: runs of 5 and 4 records around it. Panics in the first run's
+        // keys, in its values, in the delta's clone, in the second run; and no panic at all.
+        let (key, value) = (Counted::new(5), Counted::new(55));
+        let deltas = [(&key, Some(&value))];
+        for panic_at in [3, 8, 11, 14, 19, 0] {
+            CLONES_LEFT.store(panic_at, Ordering::SeqCst);
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                leaf_base_merged(None, None, Pid::NONE, leaf(), &deltas, 10)
+            }));
+            if panic_at == 0 {
+                let page = built.expect("no clone panics");
+                assert_eq!(LIVE.load(Ordering::SeqCst), 42);
+                drop(page);
+            } else {
+                assert!(built.is_err(), "clone {panic_at} panics");
+            }
+            assert_eq!(LIVE.load(Ordering::SeqCst), 22, "panic at clone {panic_at}");
+        }
+        drop((key, value));
+        drop(base);
+        assert_eq!(LIVE.load(Ordering::SeqCst), 0);
     }
 
     #[test]
