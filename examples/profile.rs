@@ -2,7 +2,8 @@
 //! uniformly random u64 keys on BwTree and on the in-crate OLC B+tree, in one process.
 //!
 //! ```text
-//! # wall-clock medians, BwTree next to OLC in the same process
+//! # wall-clock medians, BwTree next to OLC in the same process (gets also next to a plain,
+//! # single-threaded std BTreeMap)
 //! cargo run --release --example profile -- time [--keys N] [--runs R]
 //! # instruction and simulated-cache counts of the measured loops only (valgrind's callgrind):
 //! valgrind --tool=callgrind --cache-sim=yes --toggle-collect='profile::measure_*' \
@@ -21,6 +22,7 @@
 //! 400k fresh inserts split over 1 and over 2 threads (alternating, fresh tree each time);
 //! `--no-recycling` turns off the reuse of freed page blocks (`bwtree::set_page_recycling`).
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -212,7 +214,7 @@ fn main() {
         _ => {
             let (mut bw_get, mut olc_get, mut bw_ins, mut olc_ins) =
                 (vec![], vec![], vec![], vec![]);
-            let (mut bw_scan, mut olc_scan) = (vec![], vec![]);
+            let (mut bw_scan, mut olc_scan, mut std_get) = (vec![], vec![], vec![]);
             let starts = &probes[..probes.len() / scan_len];
             for _ in 0..runs {
                 // Fresh maps per run so that inserts always add new keys; the two maps alternate
@@ -227,6 +229,20 @@ fn main() {
                 let start = Instant::now();
                 black_box(measure_gets(&olc, &probes));
                 olc_get.push(million_per_second(probes.len(), start));
+                // The single-thread reference of the performance targets: a plain `BTreeMap`, no
+                // lock around it, loaded like the others (one insert at a time, random order).
+                let mut std_map = BTreeMap::new();
+                for &k in &keys {
+                    std_map.insert(k, k);
+                }
+                let start = Instant::now();
+                let sum = probes
+                    .iter()
+                    .map(|k| *std_map.get(k).expect("every probed key was inserted"))
+                    .fold(0, u64::wrapping_add);
+                black_box(sum);
+                std_get.push(million_per_second(probes.len(), start));
+                drop(std_map);
                 let start = Instant::now();
                 black_box(measure_scans(&tree, starts, scan_len));
                 bw_scan.push(million_per_second(starts.len() * scan_len, start));
@@ -250,9 +266,11 @@ fn main() {
                 "{keys_total} random u64 keys, 1 thread, medians of {runs} runs ({} cores)",
                 std::thread::available_parallelism().map_or(1, usize::from)
             );
+            let sg = median(std_get);
             println!(
-                "get     bwtree {bg:6.2} M/s   olc {og:6.2} M/s   ratio {:.2}",
-                bg / og
+                "get     bwtree {bg:6.2} M/s   olc {og:6.2} M/s   ratio {:.2}   std BTreeMap {sg:6.2} M/s   ratio {:.2}",
+                bg / og,
+                bg / sg
             );
             println!(
                 "insert  bwtree {bi:6.2} M/s   olc {oi:6.2} M/s   ratio {:.2}",
