@@ -690,17 +690,75 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bounded_and_limited_collection_matches_a_model() {
-        // Random chains as above; every bound pair and limit: the collection must be the model's
-        // records in the bounds, cut at the limit, and report how many it appended.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
+    /// xorshift64 draws below `n`, from `seed`.
+    fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x % n
-        };
+        }
+    }
+
+    /// `(key, Some(value) | None)` records applied in order to `model`.
+    fn apply(model: &mut std::collections::BTreeMap<u64, u64>, records: &[(u64, Option<u64>)]) {
+        for &(key, value) in records {
+            match value {
+                Some(value) => model.insert(key, value),
+                None => model.remove(&key),
+            };
+        }
+    }
+
+    /// For four bound kinds around `lo`/`hi` and several limits: the collection of `chain` must be
+    /// `model`'s records in the bounds, cut at the limit, and report how many it appended.
+    fn assert_collects_model(
+        chain: &Chain,
+        model: &std::collections::BTreeMap<u64, u64>,
+        lo: u64,
+        hi: u64,
+        case: usize,
+    ) {
+        let bounds = [
+            (Bound::Included(&lo), Bound::Excluded(&hi)),
+            (Bound::Excluded(&lo), Bound::Included(&hi)),
+            (Bound::Included(&lo), Bound::Unbounded),
+            (Bound::Unbounded, Bound::Unbounded),
+        ];
+        let mut scratch = Vec::new();
+        for (lo_bound, hi_bound) in bounds {
+            let want: Vec<(u64, u64)> = model
+                .iter()
+                .filter(|(k, _)| in_bounds(*k, lo_bound, hi_bound))
+                .map(|(k, v)| (*k, *v))
+                .collect();
+            for limit in [0, 1, 2, 5, want.len(), usize::MAX] {
+                let mut out = Vec::new();
+                let appended = collect_leaf_with(
+                    chain.head(),
+                    lo_bound,
+                    hi_bound,
+                    limit,
+                    &mut out,
+                    &mut scratch,
+                );
+                let got: Vec<(u64, u64)> = out.into_iter().map(|(k, v)| (*k, *v)).collect();
+                let cut = &want[..want.len().min(limit)];
+                assert_eq!(
+                    got, cut,
+                    "case {case}: {lo_bound:?}..{hi_bound:?} limit {limit}"
+                );
+                assert_eq!(appended, got.len());
+            }
+        }
+    }
+
+    #[test]
+    fn bounded_and_limited_collection_matches_a_model() {
+        // Random chains as above; the base page's runs and the deltas merged by
+        // `apply_deltas_to_run`.
+        let mut next = draws(0x2545_f491_4f6c_dd1d);
         for case in 0..300 {
             let base: Vec<(u64, u64)> = (0..30u64)
                 .filter(|_| next(2) == 0)
@@ -711,45 +769,51 @@ mod tests {
                 .collect();
             let chain = leaf_chain(&base, &deltas);
             let mut model: std::collections::BTreeMap<u64, u64> = base.iter().copied().collect();
-            for &(key, value) in &deltas {
-                match value {
-                    Some(value) => model.insert(key, value),
-                    None => model.remove(&key),
-                };
+            apply(&mut model, &deltas);
+            assert_collects_model(&chain, &model, next(34), next(34), case);
+        }
+    }
+
+    #[test]
+    fn collection_through_a_merge_delta_matches_a_model() {
+        // A left page (keys below 20) with a merge delta taking in a right page (keys from 20),
+        // each with its own deltas, and deltas on either side of the separator above the merge:
+        // the two halves are collected and the newer deltas merged over them (`apply_deltas`).
+        let mut next = draws(0x9e37_79b9_7f4a_7c15);
+        for case in 0..300 {
+            let half = |next: &mut dyn FnMut(u64) -> u64, from: u64| -> Vec<(u64, u64)> {
+                (from..from + 20)
+                    .filter(|_| next(2) == 0)
+                    .map(|k| (k, k + 1000))
+                    .collect()
+            };
+            let (left_base, right_base) = (half(&mut next, 0), half(&mut next, 20));
+            let mut records = |from: u64, n: u64| -> Vec<(u64, Option<u64>)> {
+                (0..next(n))
+                    .map(|i| (from + next(20), (next(3) != 0).then_some(i + 500)))
+                    .collect()
+            };
+            let (left_deltas, right_deltas) = (records(0, 4), records(20, 4));
+            let above: Vec<(u64, Option<u64>)> = (0..next(6))
+                .map(|i| (next(42), (next(3) != 0).then_some(i + 900)))
+                .collect();
+            let mut chain = leaf_chain(&left_base, &left_deltas);
+            let right = leaf_chain(&right_base, &right_deltas);
+            chain.push(|prev| node::merge_delta(prev, right.head(), Pid(7), 20));
+            // The merge delta owns the right chain now (freed with `chain`).
+            core::mem::forget(right);
+            for &(key, value) in &above {
+                chain.push(|prev| match value {
+                    Some(value) => node::insert_delta(prev, key, value, 0, None),
+                    None => node::delete_delta(prev, key, 0, None),
+                });
             }
-            let (lo, hi) = (next(34), next(34));
-            let bounds = [
-                (Bound::Included(&lo), Bound::Excluded(&hi)),
-                (Bound::Excluded(&lo), Bound::Included(&hi)),
-                (Bound::Included(&lo), Bound::Unbounded),
-                (Bound::Unbounded, Bound::Unbounded),
-            ];
-            let mut scratch = Vec::new();
-            for (lo_bound, hi_bound) in bounds {
-                let want: Vec<(u64, u64)> = model
-                    .iter()
-                    .filter(|(k, _)| in_bounds(*k, lo_bound, hi_bound))
-                    .map(|(k, v)| (*k, *v))
-                    .collect();
-                for limit in [0, 1, 2, 5, want.len(), usize::MAX] {
-                    let mut out = Vec::new();
-                    let appended = collect_leaf_with(
-                        chain.head(),
-                        lo_bound,
-                        hi_bound,
-                        limit,
-                        &mut out,
-                        &mut scratch,
-                    );
-                    let got: Vec<(u64, u64)> = out.into_iter().map(|(k, v)| (*k, *v)).collect();
-                    let cut = &want[..want.len().min(limit)];
-                    assert_eq!(
-                        got, cut,
-                        "case {case}: {lo_bound:?}..{hi_bound:?} limit {limit}"
-                    );
-                    assert_eq!(appended, got.len());
-                }
-            }
+            let mut model: std::collections::BTreeMap<u64, u64> =
+                left_base.iter().chain(&right_base).copied().collect();
+            apply(&mut model, &left_deltas);
+            apply(&mut model, &right_deltas);
+            apply(&mut model, &above);
+            assert_collects_model(&chain, &model, next(44), next(44), case);
         }
     }
 

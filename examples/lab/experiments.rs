@@ -925,10 +925,17 @@ fn insert_run(
 fn table2(options: &ExpOptions, out: &mut Out) {
     let n = options.key_count();
     let threads = [1usize, 2, 4, 8, 16];
+    let default = Config::default();
     let configs = [
-        ("default (leaf 8 / inner 2)", Config::default()),
         (
-            "leaf 24 / inner 2 (OpenBw-Tree benchmark)",
+            format!(
+                "default (leaf {} / inner {})",
+                default.leaf_chain_threshold, default.inner_chain_threshold
+            ),
+            default,
+        ),
+        (
+            "leaf 24 / inner 2 (OpenBw-Tree benchmark)".to_string(),
             Config {
                 leaf_chain_threshold: 24,
                 inner_chain_threshold: 2,
@@ -1121,7 +1128,7 @@ fn decomp(options: &ExpOptions, out: &mut Out) {
     out.text(&format!(
         "## SIGMOD'18 §6.3 replica: what the delta chain costs a reader\n\n\
          One thread, lookups only (every one must hit), {} random keys loaded on {} threads. \
-         Variants: the Bw-tree with the default Config (leaves keep delta chains of up to 8); \
+         Variants: the Bw-tree with the default Config (leaves keep delta chains of up to {}); \
          the same code with `consolidate_every_update` (each page consolidated after every delta, \
          plus a `run_maintenance` pass after the load: no delta chain); that variant built with \
          `RUSTFLAGS=\"--cfg bwtree_relaxed_loads\"` (every acquire load of a published page or \
@@ -1131,6 +1138,7 @@ fn decomp(options: &ExpOptions, out: &mut Out) {
          baseline (`bwtree::baselines::OlcBTree`).{}\n",
         short_count(n),
         cores(),
+        Config::default().leaf_chain_threshold,
         if relaxed_build {
             " **This is the relaxed-loads build: it measures only that variant.**"
         } else {
