@@ -272,7 +272,7 @@ pub(crate) fn collect_leaf_with<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
     deltas: &mut DeltaScratch<'g, K, V>,
 ) -> usize {
     deltas.clear();
-    if head.meta.depth > 0 && head.is_leaf() {
+    if head.meta.depth > 0 {
         // The walk below is a chain of dependent misses; let the base page's arrive meanwhile.
         head.prefetch_leaf_base();
     }
@@ -655,13 +655,7 @@ mod tests {
         // Random base pages and delta chains over a small key range (so deltas hit base keys,
         // each other and the page's ends): the page built from the base page's runs and the sorted
         // deltas must equal the collected page, record for record.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = draws(0x9e37_79b9_7f4a_7c15);
         for case in 0..500 {
             let base: Vec<(u64, u64)> = (0..40u64)
                 .filter(|_| next(3) == 0)

@@ -1036,17 +1036,7 @@ struct LeafPageWriter<K, V> {
 impl<K, V> LeafPageWriter<K, V> {
     fn new(low: Option<K>, high: Option<K>, right: Pid, len: usize) -> Self {
         let (layout, keys_at, values_at) = base_layout::<K, V, K, V>(len, len);
-        let meta = Meta {
-            low: ptr::null(),
-            high: ptr::null(),
-            right,
-            size: len as u32,
-            depth: 0,
-            level: 0,
-            base: ptr::null(),
-            slots: 0,
-        };
-        let page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, meta, low, high, len);
+        let page = BasePageBuilder::<K, V>::new(layout, Kind::LeafBase, 0, right, low, high, len);
         // SAFETY: `base_layout` put both arrays of `len` slots inside the page's allocation, at
         // these offsets.
         let (keys, values) = unsafe {
@@ -1125,17 +1115,8 @@ pub(crate) fn inner_base<K, V>(
     let len = children.len();
     assert!(len >= 1 && separators.len() + 1 == len && level >= 1);
     let (layout, separators_at, children_at, cached_at) = inner_layout::<K, V>(len);
-    let meta = Meta {
-        low: ptr::null(),
-        high: ptr::null(),
-        right,
-        size: len as u32,
-        depth: 0,
-        level,
-        base: ptr::null(),
-        slots: NO_SHORTCUT,
-    };
-    let mut page = BasePageBuilder::<K, V>::new(layout, Kind::InnerBase, meta, low, high, len);
+    let mut page =
+        BasePageBuilder::<K, V>::new(layout, Kind::InnerBase, level, right, low, high, len);
     // SAFETY: `len` PIDs fit at `children_at` and `len` cached-child slots at `cached_at`; neither
     // has drop glue, so they count as initialised once written.
     unsafe {
@@ -1177,14 +1158,34 @@ struct BasePageBuilder<K, V> {
 }
 
 impl<K, V> BasePageBuilder<K, V> {
+    /// A base page of `kind` at `level` with `len` entries, bounds `low`..`high` and right sibling
+    /// `right`, its arrays not yet written. The header's summary is derived from these: no chain
+    /// above it, the page is its own base, and the lookup shortcut is on for leaves (an empty
+    /// summary) and off for inner pages.
     fn new(
         layout: Layout,
         kind: Kind,
-        meta: Meta<K>,
+        level: u8,
+        right: Pid,
         low: Option<K>,
         high: Option<K>,
         len: usize,
     ) -> Self {
+        let meta = Meta {
+            // The bounds and the base pointer are set below, once the header is in place.
+            low: ptr::null(),
+            high: ptr::null(),
+            right,
+            size: len as u32,
+            depth: 0,
+            level,
+            base: ptr::null(),
+            slots: if kind == Kind::LeafBase {
+                0
+            } else {
+                NO_SHORTCUT
+            },
+        };
         // Base pages come from the thread's recycled blocks where it has one (see `page_pool`).
         let ptr = crate::page_pool::allocate(layout).cast::<BaseHeader<K, V>>();
         // SAFETY: freshly allocated with room and alignment for the header.
