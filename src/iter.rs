@@ -26,10 +26,10 @@ use core::ops::{Bound, RangeBounds};
 use std::collections::VecDeque;
 
 use crate::BwTree;
-use crate::chain::{self, At, Below, First, Last, Probe, RecordSink};
 use crate::mapping::Pid;
-use crate::stats::OpKind;
-use crate::traverse::{Intent, PageRef};
+use crate::page::chain::{self, At, Below, First, Last, Probe, RecordSink};
+use crate::protocol::traverse::{Intent, PageRef};
+use crate::research::stats::OpKind;
 
 /// An ascending iterator over a key range of a [`BwTree`], returned by
 /// [`BwTree::range`] and [`BwTree::iter`]. Double-ended.

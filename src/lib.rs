@@ -4,29 +4,18 @@
 
 pub mod baselines;
 pub mod bulk;
-mod chain;
 mod config;
-mod counters;
-mod fault;
-mod frozen;
-mod handles;
-mod invariants;
 mod iter;
-mod maintenance;
 pub mod map;
 mod mapping;
-mod merge;
-mod node;
-mod page_pool;
-mod prefetch;
-mod reclaim;
-mod shape;
-mod smo;
-mod stats;
+mod memory;
+mod page;
+mod protocol;
+#[doc = include_str!("../docs/PROTOCOL.md")]
+pub mod protocol_guide {}
+mod research;
 mod sync;
-mod traverse;
 mod tree;
-mod write;
 
 /// The epoch-based reclamation crate the tree uses, re-exported so that [`BwTree::with_collector`] and
 /// [`BwTree::pin_with`] can be called without depending on a matching version of it.
@@ -36,7 +25,7 @@ pub use crossbeam_epoch as epoch;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault_injection {
-    pub use crate::fault::{stall_at_next_split, stalled_threads};
+    pub use crate::research::fault::{stall_at_next_split, stalled_threads};
 }
 
 pub use bulk::{
@@ -44,12 +33,14 @@ pub use bulk::{
     DEFAULT_FILL_FACTOR, KeyExists, Progress,
 };
 pub use config::{Config, ConfigError, MAX_CHAIN_THRESHOLD, MAX_PAGE_CAPACITY, Maintenance};
-pub use frozen::FrozenRoutes;
-pub use invariants::InvariantViolation;
 pub use iter::Range;
-pub use maintenance::{MaintenanceHandle, MaintenanceReport};
 pub use map::{ConcurrentMap, TreeShape};
-pub use page_pool::{release_recycled_pages, set_page_recycling};
-pub use shape::Shape;
-pub use stats::{CHAIN_BUCKETS, CasKind, Level, OpKind, RestartCause, SmoKind, StatsSnapshot};
+pub use memory::page_pool::{release_recycled_pages, set_page_recycling};
+pub use protocol::maintenance::{MaintenanceHandle, MaintenanceReport};
+pub use research::frozen::FrozenRoutes;
+pub use research::invariants::InvariantViolation;
+pub use research::shape::Shape;
+pub use research::stats::{
+    CHAIN_BUCKETS, CasKind, Level, OpKind, RestartCause, SmoKind, StatsSnapshot,
+};
 pub use tree::{BwTree, ForeignHandle, Pinned};

@@ -5,15 +5,15 @@ use core::ops::RangeBounds;
 
 use crossbeam_epoch::{Collector, LocalHandle};
 
-use crate::chain::First;
 use crate::config::{Config, ConfigError};
-use crate::counters::Stats;
-use crate::handles::{Handles, TreeGuard};
 use crate::iter::Range;
 use crate::mapping::{MappingTable, Pid};
-use crate::node;
+use crate::memory::handles::{Handles, TreeGuard};
+use crate::page;
+use crate::page::chain::First;
+use crate::protocol::traverse::Intent;
+use crate::research::counters::Stats;
 use crate::sync::{AtomicU64, Ordering};
-use crate::traverse::Intent;
 
 /// A lock-free ordered map: a Bw-tree.
 ///
@@ -81,7 +81,7 @@ where
             config,
             handles: collector.map(Handles::new),
         };
-        let empty_leaf = node::leaf_base(None, None, Pid::NONE, core::iter::empty());
+        let empty_leaf = page::leaf_base(None, None, Pid::NONE, core::iter::empty());
         let root = tree.table.allocate(empty_leaf, &tree.guard());
         // Relaxed: the tree is not shared yet; publication to other threads happens through
         // whatever shares the tree (a spawn, an `Arc`), which synchronises.
@@ -176,12 +176,12 @@ where
             };
             page = match self.settle(
                 node.meta.right,
-                &crate::chain::At(high),
+                &crate::page::chain::At(high),
                 Intent::Read,
                 guard,
             ) {
                 Ok(next) => next,
-                Err(_) => self.find_leaf(&crate::chain::At(high), Intent::Read, guard),
+                Err(_) => self.find_leaf(&crate::page::chain::At(high), Intent::Read, guard),
             };
         }
     }

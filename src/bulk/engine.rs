@@ -32,12 +32,12 @@ use crossbeam_epoch::Guard;
 
 use super::{BatchMetrics, Progress};
 use crate::BwTree;
-use crate::chain::{self, At};
 use crate::mapping::Pid;
-use crate::node::{self, Body, NodeRef};
-use crate::stats::CasKind;
+use crate::page::chain::{self, At};
+use crate::page::{self, Body, NodeRef};
+use crate::protocol::traverse::{Intent, PageRef, Restart};
+use crate::research::stats::CasKind;
 use crate::sync::retry_pause;
-use crate::traverse::{Intent, PageRef, Restart};
 
 /// One input item on its way into the tree.
 pub(crate) struct Entry<K, V> {
@@ -270,7 +270,7 @@ where
                 return Ok(held.len());
             }
             let size = u32::try_from(size).expect("a page holds fewer than 2^32 entries");
-            let delta = node::batch_delta(node, posted.drain(..), size);
+            let delta = page::batch_delta(node, posted.drain(..), size);
             run.metrics.cas_attempts += 1;
             let installed = self.table.cas(page.pid, page.node, delta, guard);
             self.stats.cas(CasKind::Batch, installed.is_ok());

@@ -14,7 +14,7 @@ use crate::BwTree;
 use crate::bulk::split::even_pieces;
 use crate::config::{Config, ConfigError};
 use crate::mapping::Pid;
-use crate::node;
+use crate::page;
 use crate::sync::Ordering;
 
 /// The fill factor [`BwTree::from_sorted_iter`] uses: pages are filled to 90% of their capacity, so
@@ -184,7 +184,7 @@ where
     for (i, size) in sizes.iter().enumerate().rev() {
         let start = end - size;
         let low = (i > 0).then(|| records[start].0.clone());
-        let page = node::leaf_base(low.clone(), high.take(), right, records.drain(start..));
+        let page = page::leaf_base(low.clone(), high.take(), right, records.drain(start..));
         right = tree.table.allocate(page, guard);
         pages.push((low.clone(), right));
         high = low;
@@ -224,7 +224,7 @@ where
             .iter()
             .map(|(low, _)| low.clone().expect("only the leftmost page lacks a low key"));
         let pids: Vec<Pid> = group.iter().map(|(_, pid)| *pid).collect();
-        let page = node::inner_base(level, low.clone(), high.take(), right, separators, &pids);
+        let page = page::inner_base(level, low.clone(), high.take(), right, separators, &pids);
         right = tree.table.allocate(page, guard);
         pages.push((low.clone(), right));
         high = low;

@@ -4,7 +4,7 @@
 //! # Batched writes
 //! [`BwTree::insert_batch`] and [`BwTree::remove_batch`] sort their input, group it by target leaf
 //! and post **one batch delta per leaf with one CAS** (a delta record that carries all of the
-//! group's entries, see `node::batch`). A lost CAS re-reads the leaf and recomputes the group's
+//! group's entries, see `page::batch`). A lost CAS re-reads the leaf and recomputes the group's
 //! previous values from the new head; if the leaf split or merged meanwhile, the keys it no longer
 //! covers are re-routed. Splits, merges and consolidations that the batch makes necessary are done
 //! once per page after all groups are posted (*deferred rebalancing*); an overfull leaf is cut into

@@ -14,8 +14,8 @@ use crossbeam_epoch::Guard;
 
 use super::BatchMetrics;
 use crate::BwTree;
-use crate::chain::{self, At};
-use crate::traverse::{Intent, PageRef};
+use crate::page::chain::{self, At};
+use crate::protocol::traverse::{Intent, PageRef};
 
 /// Keys looked up under one epoch guard.
 const KEYS_PER_GUARD: usize = 1024;

@@ -25,13 +25,13 @@ use core::ops::Bound;
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::chain;
 use crate::mapping::Pid;
-use crate::node::{self, NodeRef};
-use crate::reclaim::retire_chain;
-use crate::stats::{CasKind, Counter};
+use crate::memory::reclaim::retire_chain;
+use crate::page::chain;
+use crate::page::{self, NodeRef};
+use crate::protocol::traverse::PageRef;
+use crate::research::stats::{CasKind, Counter};
 use crate::sync::retry_pause;
-use crate::traverse::PageRef;
 
 impl<K, V> BwTree<K, V>
 where
@@ -65,7 +65,7 @@ where
             let slice = &records[starts[i]..starts[i] + sizes[i]];
             let low = slice[0].0.clone();
             let next_low = starts.get(i + 1).map(|&s| records[s].0.clone());
-            let base = node::leaf_base(
+            let base = page::leaf_base(
                 Some(low),
                 next_low.clone().or_else(|| high.clone()),
                 right,
@@ -74,7 +74,7 @@ where
             let state = match next_low {
                 // An unfinished split towards piece i+1 (completed in step 3).
                 Some(separator) => {
-                    let delta = node::split_delta(base.as_ref(), separator, right, high.clone());
+                    let delta = page::split_delta(base.as_ref(), separator, right, high.clone());
                     // The split delta owns the base page from here on (it is its successor).
                     let _ = base.into_raw();
                     delta
@@ -90,13 +90,13 @@ where
         }
         // Step 2: the leaf keeps piece 0 and points at piece 1.
         let separator = records[starts[1]].0.clone();
-        let lower = node::leaf_base(
+        let lower = page::leaf_base(
             node.low().cloned(),
             Some(separator.clone()),
             right,
             cloned(&records[..sizes[0]]),
         );
-        let delta = node::split_delta(lower.as_ref(), separator, right, high);
+        let delta = page::split_delta(lower.as_ref(), separator, right, high);
         let _ = lower.into_raw();
         let installed = self.table.cas(page.pid, page.node, delta, guard);
         self.stats.cas(CasKind::Split, installed.is_ok());
@@ -115,7 +115,7 @@ where
             }
             Err(delta) => {
                 // SAFETY: the CAS failed, so the split delta and its base page were never published.
-                unsafe { node::free_chain(delta.into_raw()) };
+                unsafe { page::free_chain(delta.into_raw()) };
                 for (pid, _) in pieces {
                     // Never linked: only this thread knows the PIDs.
                     self.table.free_unpublished(pid, guard);

@@ -15,11 +15,11 @@
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::chain::{self, At};
 use crate::mapping::Pid;
-use crate::node::{self, OwnedNode};
-use crate::stats::{CasKind, OpKind};
-use crate::traverse::{Intent, PageRef, Restart};
+use crate::page::chain::{self, At};
+use crate::page::{self, OwnedNode};
+use crate::protocol::traverse::{Intent, PageRef, Restart};
+use crate::research::stats::{CasKind, OpKind};
 
 impl<K, V> BwTree<K, V>
 where
@@ -38,7 +38,7 @@ where
     pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
         let op = self.stats.op(OpKind::Insert);
         let mut page = self.find_leaf_counted(&At(&key), Intent::Write, guard, op.local());
-        let mut delta = node::insert_delta(page.node(), key, value, 0, None);
+        let mut delta = page::insert_delta(page.node(), key, value, 0, None);
         loop {
             let node = page.node();
             let found = chain::leaf_lookup(node, delta.data_key());
@@ -84,7 +84,7 @@ where
                     d.rebase(node, size, found.position);
                     d
                 }
-                None => node::delete_delta(node, key.clone(), size, found.position),
+                None => page::delete_delta(node, key.clone(), size, found.position),
             };
             let installed = self.table.cas(page.pid, page.node, new, guard);
             op.cas(CasKind::Delete, installed.is_ok());

@@ -1,9 +1,9 @@
 //! The tree's shape: height, page counts and node utilization, read from page headers only.
 
 use crate::BwTree;
-use crate::chain::{At, First};
 use crate::mapping::Pid;
-use crate::traverse::Intent;
+use crate::page::chain::{At, First};
+use crate::protocol::traverse::Intent;
 
 /// A summary of the tree's structure, returned by [`BwTree::shape`].
 ///

@@ -24,12 +24,12 @@
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::chain::{self, Probe};
-use crate::counters::Local;
-use crate::fault::{self, Fault};
 use crate::mapping::Pid;
-use crate::node::{Body, Kind, NodeRef, RemovalState};
-use crate::stats::{RestartCause, SmoKind};
+use crate::page::chain::{self, Probe};
+use crate::page::{Body, Kind, NodeRef, RemovalState};
+use crate::research::counters::Local;
+use crate::research::fault::{self, Fault};
+use crate::research::stats::{RestartCause, SmoKind};
 use crate::sync::{PUBLISHED_LOAD, retry_pause};
 
 /// A page as loaded at one moment: its PID and the head of its chain.

@@ -57,7 +57,7 @@ use core::ptr;
 
 use crossbeam_utils::CachePadded;
 
-use crate::stats::{
+use crate::research::stats::{
     CHAIN_BUCKETS, CasKind, Counter, Level, OpKind, RestartCause, SmoKind, StatsSnapshot,
     chain_bucket,
 };

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use crate::BwTree;
 use crate::mapping::Pid;
-use crate::node::Body;
-use crate::traverse::PageRef;
+use crate::page::Body;
+use crate::protocol::traverse::PageRef;
 
 /// What one maintenance pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

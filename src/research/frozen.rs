@@ -27,10 +27,10 @@ use core::sync::atomic::Ordering;
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::chain::{self, At, First, Probe};
 use crate::mapping::Pid;
-use crate::node::{Body, NodeRef};
-use crate::traverse::{Intent, PageRef};
+use crate::page::chain::{self, At, First, Probe};
+use crate::page::{Body, NodeRef};
+use crate::protocol::traverse::{Intent, PageRef};
 
 /// Consolidation attempts per inner page while freezing; a page that is still not a single base
 /// page after them keeps null cache slots, which lookups route around through the mapping table.
@@ -43,7 +43,7 @@ const CONSOLIDATION_ATTEMPTS: usize = 8;
 pub struct FrozenRoutes<'t, K, V> {
     tree: &'t mut BwTree<K, V>,
     /// The root page's head at freezing time.
-    root: *const crate::node::Node<K, V>,
+    root: *const crate::page::Node<K, V>,
     /// Lookups that had to load a mapping-table slot (cache miss or right move), for tests and
     /// the lab's report.
     fallbacks: core::sync::atomic::AtomicU64,

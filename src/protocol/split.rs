@@ -31,14 +31,14 @@ use core::ops::Bound;
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::chain::{self, At};
 use crate::config::{Config, Maintenance};
 use crate::mapping::Pid;
-use crate::node::{self, Body, OwnedNode, RemovalState};
-use crate::reclaim::retire_chain;
-use crate::stats::{CasKind, Counter, RestartCause};
+use crate::memory::reclaim::retire_chain;
+use crate::page::chain::{self, At};
+use crate::page::{self, Body, OwnedNode, RemovalState};
+use crate::protocol::traverse::{Intent, PageRef, Restart};
+use crate::research::stats::{CasKind, Counter, RestartCause};
 use crate::sync::{Ordering, retry_pause};
-use crate::traverse::{Intent, PageRef, Restart};
 
 impl<K, V> BwTree<K, V>
 where
@@ -116,16 +116,16 @@ where
             if let Some((base, len)) = chain::sorted_leaf_deltas(node, &mut deltas) {
                 // The common chain (inserts and deletes over one base page): the base page's runs
                 // are copied between the delta keys, without collecting the page first.
-                node::leaf_base_merged(low, high, node.meta.right, base, &deltas, len)
+                page::leaf_base_merged(low, high, node.meta.right, base, &deltas, len)
             } else {
                 let mut records = Vec::with_capacity(node.meta.size as usize);
                 chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
-                node::leaf_base(low, high, node.meta.right, cloned_records(&records))
+                page::leaf_base(low, high, node.meta.right, cloned_records(&records))
             }
         } else {
             let children = chain::collect_inner(node);
             let (separators, pids) = split_children(&children);
-            node::inner_base(
+            page::inner_base(
                 node.meta.level,
                 low,
                 high,
@@ -171,14 +171,14 @@ where
             }
             let middle = records.len() / 2;
             let separator = records[middle].0.clone();
-            let upper = node::leaf_base(
+            let upper = page::leaf_base(
                 Some(separator.clone()),
                 high.clone(),
                 right,
                 cloned_records(&records[middle..]),
             );
             let upper_pid = self.table.allocate(upper, guard);
-            let lower = node::leaf_base(
+            let lower = page::leaf_base(
                 low,
                 Some(separator.clone()),
                 upper_pid,
@@ -196,7 +196,7 @@ where
                 .expect("only the first child lacks a low key")
                 .clone();
             let (separators, pids) = split_children(&children[middle..]);
-            let upper = node::inner_base(
+            let upper = page::inner_base(
                 level,
                 Some(separator.clone()),
                 high.clone(),
@@ -206,7 +206,7 @@ where
             );
             let upper_pid = self.table.allocate(upper, guard);
             let (separators, pids) = split_children(&children[..middle]);
-            let lower = node::inner_base(
+            let lower = page::inner_base(
                 level,
                 low,
                 Some(separator.clone()),
@@ -217,7 +217,7 @@ where
             (lower, upper_pid, separator)
         };
         // The split delta owns the lower half from here on (it is the next node of its chain).
-        let delta = node::split_delta(lower.as_ref(), separator, upper_pid, high);
+        let delta = page::split_delta(lower.as_ref(), separator, upper_pid, high);
         let _ = lower.into_raw();
         let installed = self.table.cas(page.pid, page.node, delta, guard);
         self.stats.cas(CasKind::Split, installed.is_ok());
@@ -226,7 +226,7 @@ where
                 self.stats.done(Counter::Split, level, 1);
                 // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
                 unsafe { retire_chain(&self.table, page.node, guard) };
-                crate::fault::split_delta_installed();
+                crate::research::fault::split_delta_installed();
                 let split_page = PageRef {
                     pid: page.pid,
                     node: installed,
@@ -239,7 +239,7 @@ where
                 // Neither the split delta nor the lower half (its successor) was ever published.
                 let delta = delta.into_raw();
                 // SAFETY: exclusively ours: the CAS that would have published it failed.
-                unsafe { node::free_chain(delta) };
+                unsafe { page::free_chain(delta) };
                 self.table.free_unpublished(upper_pid, guard);
                 false
             }
@@ -320,7 +320,7 @@ where
             if routed != page.pid && !children.iter().any(|&(_, child)| child == page.pid) {
                 return Err(Restart(RestartCause::SplitView));
             }
-            let entry = node::index_entry_delta(
+            let entry = page::index_entry_delta(
                 parent_node,
                 separator.clone(),
                 *right,
@@ -393,7 +393,7 @@ where
             return Ok(());
         }
         let level = page.node().meta.level;
-        let new_root = node::inner_base(
+        let new_root = page::inner_base(
             level + 1,
             None,
             None,
@@ -442,10 +442,10 @@ fn split_children<'a, K: Clone + 'a>(
 #[cfg(all(test, not(loom)))]
 mod tests {
     use crate::BwTree;
-    use crate::chain::{At, First};
     use crate::config::Config;
-    use crate::node::Kind;
-    use crate::traverse::Intent;
+    use crate::page::Kind;
+    use crate::page::chain::{At, First};
+    use crate::protocol::traverse::Intent;
 
     fn tree(leaf_capacity: usize, leaf_chain_threshold: usize) -> BwTree {
         BwTree::with_config(Config {

@@ -76,12 +76,12 @@
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::chain::{self, At, Below};
-use crate::node::{self, Body, Removal, RemovalState};
-use crate::reclaim::retire_chain;
-use crate::stats::{CasKind, Counter};
+use crate::memory::reclaim::retire_chain;
+use crate::page::chain::{self, At, Below};
+use crate::page::{self, Body, Removal, RemovalState};
+use crate::protocol::traverse::{Intent, PageRef};
+use crate::research::stats::{CasKind, Counter};
 use crate::sync::{Arc, Ordering, retry_pause};
-use crate::traverse::{Intent, PageRef};
 
 impl<K, V> BwTree<K, V>
 where
@@ -144,7 +144,7 @@ where
         if too_large {
             return may_absorb_right && self.absorb_right(page, guard);
         }
-        let delta = node::remove_delta(node, Removal::new());
+        let delta = page::remove_delta(node, Removal::new());
         let frozen = self.table.cas(page.pid, page.node, delta, guard);
         self.stats.cas(CasKind::RemoveNode, frozen.is_ok());
         match frozen {
@@ -238,7 +238,7 @@ where
                 .get(at + 1)
                 .map_or(parent_node.high(), |(next_low, _)| *next_low)
                 .cloned();
-            let delete = node::index_delete_delta(
+            let delete = page::index_delete_delta(
                 parent_node,
                 low.clone(),
                 high,
@@ -284,7 +284,7 @@ where
                         // Merged earlier, and the merged page split again at the same key.
                         return;
                     }
-                    let merge = node::merge_delta(left_node, removed, page.pid, low.clone());
+                    let merge = page::merge_delta(left_node, removed, page.pid, low.clone());
                     let merged = self.table.cas(left.pid, left.node, merge, guard);
                     self.stats.cas(CasKind::Merge, merged.is_ok());
                     if let Ok(installed) = merged {
@@ -357,7 +357,7 @@ where
         let frozen = self.table.cas(
             page.pid,
             page.node,
-            node::collapse_delta(page.node()),
+            page::collapse_delta(page.node()),
             guard,
         );
         self.stats.cas(CasKind::Collapse, frozen.is_ok());

@@ -22,7 +22,7 @@
 use crossbeam_epoch::Guard;
 
 use crate::mapping::MappingTable;
-use crate::node::{Node, NodeRef, free_chain};
+use crate::page::{Node, NodeRef, free_chain};
 
 /// Hands a replaced chain to the epoch collector, after clearing the slots of merged pages that
 /// still point into it. See the module docs for why this is safe.
@@ -39,7 +39,7 @@ pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
     // Step 3 of the module docs: must happen before the deferral below.
     table.release_merged(head, guard);
     let chain = SendChain(head.as_ptr() as *mut Node<K, V>);
-    if crate::fault::active(crate::fault::Fault::EarlyRetire) {
+    if crate::research::fault::active(crate::research::fault::Fault::EarlyRetire) {
         // The injected bug: free while other threads may still be reading the chain.
         // SAFETY: none — this is the use-after-free the checks must catch.
         unsafe { free_chain(chain.0) };

@@ -4,11 +4,11 @@ use core::fmt;
 use core::ops::Bound;
 
 use crate::BwTree;
-use crate::chain;
 use crate::mapping::Pid;
-use crate::node::NodeRef;
+use crate::page::NodeRef;
+use crate::page::chain;
+use crate::protocol::traverse::Intent;
 use crate::sync::Ordering;
-use crate::traverse::Intent;
 
 /// A broken structural invariant found by [`BwTree::check_invariants`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -194,7 +194,7 @@ where
     /// A textual dump of every live page (kind of each chain node, range, entries), for debugging.
     #[doc(hidden)]
     pub fn debug_dump(&self) -> String {
-        use crate::node::Body;
+        use crate::page::Body;
         use fmt::Write;
         let guard = &self.guard();
         let mut out = String::new();

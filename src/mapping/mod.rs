@@ -21,8 +21,8 @@ use core::ptr;
 
 use crossbeam_epoch::{Atomic, Guard, Owned};
 
-use crate::fault::{self, Fault};
-use crate::node::{Body, Node, NodeRef, OwnedNode, free_chain};
+use crate::page::{Body, Node, NodeRef, OwnedNode, free_chain};
+use crate::research::fault::{self, Fault};
 use crate::sync::{Arc, AtomicPtr, AtomicU64, Ordering, PUBLISHED_LOAD};
 
 /// A logical page id: an index into the [`MappingTable`].

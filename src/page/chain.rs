@@ -19,9 +19,9 @@
 use core::cmp::Ordering as CmpOrdering;
 use core::ops::Bound;
 
-use crate::fault::{self, Fault};
 use crate::mapping::Pid;
-use crate::node::{self, Body, LeafRef, NodeRef, RemovalState};
+use crate::page::{self, Body, LeafRef, NodeRef, RemovalState};
+use crate::research::fault::{self, Fault};
 
 /// What a descent is looking for. Implemented by zero-sized or reference types so that every
 /// traversal is monomorphised for its probe and the hot `At` case compiles to plain comparisons.
@@ -102,7 +102,7 @@ pub(crate) fn leaf_lookup<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Le
         Ok(i) | Err(i) => i,
     };
     let in_base = found.ok().map(|i| base.value(i));
-    let value = if head.meta.slots & node::slot_bit(position) == 0 {
+    let value = if head.meta.slots & page::slot_bit(position) == 0 {
         debug_assert!(
             in_base.map(|v| v as *const V) == walk_leaf(head, key).map(|v| v as *const V),
             "the lookup shortcut disagrees with the chain"
@@ -187,7 +187,7 @@ pub(crate) fn inner_route<K: Ord, V, P: Probe<K>>(head: NodeRef<'_, K, V>, probe
             }
             Body::Inner(base) => {
                 let separators = base.separators();
-                crate::prefetch::slice(separators);
+                crate::memory::prefetch::slice(separators);
                 let i = separators.partition_point(|s| probe.right_of(Some(s)));
                 return base.children()[i];
             }
@@ -443,7 +443,7 @@ fn apply_deltas<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
 /// base page, see `Meta::slots`): gathers its deltas into `deltas`, sorted by key with only the
 /// newest record of each key (`None`: a delete), and returns the base page with the exact number of
 /// records of the page. A consolidation then copies the base page's runs between the delta keys
-/// ([`node::leaf_base_merged`]) instead of collecting the page record by record. `None` for other
+/// ([`page::leaf_base_merged`]) instead of collecting the page record by record. `None` for other
 /// chains (a merge or batch delta on them), which callers collect with [`collect_leaf`].
 pub(crate) fn sorted_leaf_deltas<'g, K: Ord, V>(
     head: NodeRef<'g, K, V>,
@@ -566,10 +566,10 @@ pub(crate) fn aborted_deletes<K, V>(head: NodeRef<'_, K, V>) -> u32 {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::node::{self, OwnedNode, free_chain};
+    use crate::page::{self, OwnedNode, free_chain};
 
     /// A chain built by hand, freed on drop.
-    struct Chain(*mut crate::node::Node<u64, u64>);
+    struct Chain(*mut crate::page::Node<u64, u64>);
 
     impl Chain {
         fn head(&self) -> NodeRef<'_, u64, u64> {
@@ -593,14 +593,14 @@ mod tests {
     /// A leaf chain from a base page and `(key, Some(value) | None)` deltas, oldest first.
     fn leaf_chain(base: &[(u64, u64)], deltas: &[(u64, Option<u64>)]) -> Chain {
         let mut chain =
-            Chain(node::leaf_base(None, None, Pid::NONE, base.iter().copied()).into_raw());
+            Chain(page::leaf_base(None, None, Pid::NONE, base.iter().copied()).into_raw());
         for &(key, value) in deltas {
             chain.push(|prev| {
                 // As the write path does: the key's base position comes from a lookup on `prev`.
                 let position = leaf_lookup(prev, &key).position;
                 match value {
-                    Some(value) => node::insert_delta(prev, key, value, 0, position),
-                    None => node::delete_delta(prev, key, 0, position),
+                    Some(value) => page::insert_delta(prev, key, value, 0, position),
+                    None => page::delete_delta(prev, key, 0, position),
                 }
             });
         }
@@ -668,7 +668,7 @@ mod tests {
             let mut scratch = Vec::new();
             let (page, len) = sorted_leaf_deltas(chain.head(), &mut scratch)
                 .expect("insert and delete deltas keep the shortcut summary");
-            let built = node::leaf_base_merged(None, None, Pid::NONE, page, &scratch, len);
+            let built = page::leaf_base_merged(None, None, Pid::NONE, page, &scratch, len);
             let Body::Leaf(leaf) = built.as_ref().body() else {
                 panic!("not a leaf")
             };
@@ -793,13 +793,13 @@ mod tests {
                 .collect();
             let mut chain = leaf_chain(&left_base, &left_deltas);
             let right = leaf_chain(&right_base, &right_deltas);
-            chain.push(|prev| node::merge_delta(prev, right.head(), Pid(7), 20));
+            chain.push(|prev| page::merge_delta(prev, right.head(), Pid(7), 20));
             // The merge delta owns the right chain now (freed with `chain`).
             core::mem::forget(right);
             for &(key, value) in &above {
                 chain.push(|prev| match value {
-                    Some(value) => node::insert_delta(prev, key, value, 0, None),
-                    None => node::delete_delta(prev, key, 0, None),
+                    Some(value) => page::insert_delta(prev, key, value, 0, None),
+                    None => page::delete_delta(prev, key, 0, None),
                 });
             }
             let mut model: std::collections::BTreeMap<u64, u64> =
@@ -816,7 +816,7 @@ mod tests {
         // Base [1, 3, 5]: key 1 has position 0, key 6 position 3.
         let chain = leaf_chain(&[(1, 10), (3, 30), (5, 50)], &[(1, None), (6, Some(60))]);
         let head = chain.head();
-        assert_eq!(head.meta.slots, node::slot_bit(0) | node::slot_bit(3));
+        assert_eq!(head.meta.slots, page::slot_bit(0) | page::slot_bit(3));
         // Key 5 (position 2) is unflagged: answered by the base page alone.
         assert_eq!(
             leaf_lookup(head, &5),
@@ -835,7 +835,7 @@ mod tests {
 
     #[test]
     fn index_entries_route_by_their_own_range() {
-        let base = node::inner_base::<u64, u64>(
+        let base = page::inner_base::<u64, u64>(
             1,
             None,
             None,
@@ -845,8 +845,8 @@ mod tests {
         );
         let mut chain = Chain(base.into_raw());
         // Pid(1) split at 50 into Pid(3); then Pid(3) split at 70 into Pid(4).
-        chain.push(|prev| node::index_entry_delta(prev, 50, Pid(3), Some(100), 3));
-        chain.push(|prev| node::index_entry_delta(prev, 70, Pid(4), Some(100), 4));
+        chain.push(|prev| page::index_entry_delta(prev, 50, Pid(3), Some(100), 3));
+        chain.push(|prev| page::index_entry_delta(prev, 70, Pid(4), Some(100), 4));
         let node = chain.head();
         let route = |k: u64| inner_route(node, &At(&k));
         assert_eq!(route(0), Pid(1));
@@ -878,10 +878,10 @@ mod tests {
 #[cfg(all(test, not(loom)))]
 mod delete_tests {
     use super::*;
-    use crate::node::{self, Removal, free_chain};
+    use crate::page::{self, Removal, free_chain};
     #[test]
     fn index_delete_removes_the_separator() {
-        let base = node::inner_base::<u64, u64>(
+        let base = page::inner_base::<u64, u64>(
             1,
             None,
             None,
@@ -892,7 +892,7 @@ mod delete_tests {
         let base = base.into_raw();
         let removal = Removal::new();
         // SAFETY: test-local chain.
-        let head = node::index_delete_delta(
+        let head = page::index_delete_delta(
             unsafe { NodeRef::from_raw(base) }.unwrap(),
             27,
             Some(34),

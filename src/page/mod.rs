@@ -41,6 +41,7 @@ use crate::mapping::Pid;
 use crate::sync::{Arc, AtomicU8, Ordering, PublishWitness};
 
 mod batch;
+pub(crate) mod chain;
 pub(crate) use batch::{BatchRef, batch_delta};
 
 /// What a node is. Stored in every header; decides the node's concrete type.
@@ -481,7 +482,7 @@ impl<'g, K, V> NodeRef<'g, K, V> {
         let (_, keys_at, _) = base_layout::<K, V, K, V>(0, 0);
         let bytes = keys_at + self.meta.size as usize * size_of::<K>();
         // A hint only: `base` is not dereferenced.
-        crate::prefetch::bytes(self.meta.base.cast(), bytes);
+        crate::memory::prefetch::bytes(self.meta.base.cast(), bytes);
     }
 
     /// The exclusive upper bound of the page (`None`: unbounded).
@@ -589,7 +590,7 @@ impl<'g, K: Ord, V> LeafRef<'g, K, V> {
     #[inline]
     pub(crate) fn search(&self, key: &K) -> Result<usize, usize> {
         let keys = self.keys();
-        crate::prefetch::slice(keys);
+        crate::memory::prefetch::slice(keys);
         keys.binary_search(key)
     }
 
@@ -603,7 +604,7 @@ impl<'g, K: Ord, V> LeafRef<'g, K, V> {
     #[inline]
     pub(crate) fn lower_bound(&self, key: &K, strict: bool) -> usize {
         // The binary search's probes are dependent loads: start all of their misses at once.
-        crate::prefetch::slice(self.keys());
+        crate::memory::prefetch::slice(self.keys());
         if strict {
             self.keys().partition_point(|k| k <= key)
         } else {
@@ -793,7 +794,7 @@ fn data_meta<K, V>(prev: NodeRef<'_, K, V>, size: u32, position: Option<usize>) 
 /// Moves a delta record into a block of its own (from this thread's recycled blocks where it has
 /// one, see `page_pool`); [`free_delta`] gives it back.
 fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
-    let ptr = crate::page_pool::allocate(Layout::new::<T>()).cast::<T>();
+    let ptr = crate::memory::page_pool::allocate(Layout::new::<T>()).cast::<T>();
     // SAFETY: `allocate` returned a fresh block for `T`'s layout (size and alignment), which
     // nobody else can see yet.
     unsafe { ptr.as_ptr().write(node) };
@@ -812,7 +813,7 @@ unsafe fn free_delta<T, K, V>(ptr: *mut Node<K, V>) {
     // SAFETY: the caller's contract: a live `T` in a block `boxed` allocated with `T`'s layout.
     unsafe {
         ptr::drop_in_place(ptr);
-        crate::page_pool::release(NonNull::new_unchecked(ptr.cast()), Layout::new::<T>());
+        crate::memory::page_pool::release(NonNull::new_unchecked(ptr.cast()), Layout::new::<T>());
     }
 }
 
@@ -1187,7 +1188,7 @@ impl<K, V> BasePageBuilder<K, V> {
             },
         };
         // Base pages come from the thread's recycled blocks where it has one (see `page_pool`).
-        let ptr = crate::page_pool::allocate(layout).cast::<BaseHeader<K, V>>();
+        let ptr = crate::memory::page_pool::allocate(layout).cast::<BaseHeader<K, V>>();
         // SAFETY: freshly allocated with room and alignment for the header.
         unsafe {
             ptr.as_ptr().write(BaseHeader {
@@ -1230,7 +1231,7 @@ impl<K, V> Drop for BasePageBuilder<K, V> {
             let len = (*header).len;
             let kind = (*header).node.kind;
             drop_base_contents::<K, V>(header, kind, len, self.initialised);
-            crate::page_pool::release(self.ptr.cast(), self.layout);
+            crate::memory::page_pool::release(self.ptr.cast(), self.layout);
         }
     }
 }
@@ -1303,7 +1304,7 @@ pub(crate) unsafe fn free_node<K, V>(ptr: *mut Node<K, V>) {
                 };
                 drop_base_contents::<K, V>(header, kind, len, initialised);
                 // `BasePageBuilder::new` allocated it from the page pool with this layout.
-                crate::page_pool::release(NonNull::new_unchecked(header.cast()), layout);
+                crate::memory::page_pool::release(NonNull::new_unchecked(header.cast()), layout);
             }
         }
     }
