@@ -6,16 +6,17 @@
 //! newer delta for the same key still wins because the chain is walked newest first.
 //!
 //! # Layout
-//! One allocation, like a base page: the [`BatchHeader`] (node header, `next` link, entry count),
-//! then the keys in one contiguous array, then the values (`Option<V>`) in another, so that the
-//! binary search reads key cache lines only.
+//! One block, like a base page (see `layout`): the [`BatchHeader`] (node header, `next` link,
+//! entry count), then the keys in one contiguous array, then the values (`Option<V>`) in another,
+//! so that the binary search reads key cache lines only.
 
 use core::alloc::Layout;
 use core::marker::PhantomData;
-use core::mem::{align_of, size_of};
-use core::ptr::{self, NonNull};
+use core::ptr;
 
-use super::{Kind, Node, NodeRef, OwnedNode, delta_header, round_up};
+use super::delta::delta_header;
+use super::layout::{self, Array, Block, BlockHeader, BlockLayout};
+use super::{Kind, Node, NodeRef, OwnedNode};
 
 /// The fixed part of a batch delta; the key and value arrays follow it in the same allocation.
 #[repr(C)]
@@ -26,16 +27,35 @@ pub(crate) struct BatchHeader<K, V> {
     len: usize,
 }
 
-/// Offsets of the key and value arrays of a batch delta of `len` entries, and its layout.
-fn batch_layout<K, V>(len: usize) -> (Layout, usize, usize) {
-    let keys_at = round_up(size_of::<BatchHeader<K, V>>(), align_of::<K>());
-    let values_at = round_up(keys_at + len * size_of::<K>(), align_of::<Option<V>>());
-    let size = values_at + len * size_of::<Option<V>>();
-    let align = align_of::<BatchHeader<K, V>>()
-        .max(align_of::<K>())
-        .max(align_of::<Option<V>>());
-    let layout = Layout::from_size_align(size, align).expect("batch delta too large");
-    (layout, keys_at, values_at)
+/// Layout of a batch delta of `len` entries: the header, the keys, the values.
+#[inline]
+fn batch_layout<K, V>(len: usize) -> BlockLayout<2> {
+    BlockLayout::of::<BatchHeader<K, V>>(1, [Array::of::<K>(len), Array::of::<Option<V>>(len)])
+}
+
+// SAFETY: `layout` recomputes the block's layout from its length; `drop_contents` drops the header
+// and the first `initialised` keys and values, the only entries there are.
+unsafe impl<K, V> BlockHeader for BatchHeader<K, V> {
+    fn layout(&self) -> Layout {
+        batch_layout::<K, V>(self.len).layout
+    }
+
+    unsafe fn drop_contents(this: *mut Self, initialised: usize) {
+        // SAFETY: the caller's contract: a header in its block with `initialised` entries.
+        unsafe {
+            let [keys_at, values_at] = batch_layout::<K, V>((*this).len).offsets;
+            let base = this.cast::<u8>();
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                base.add(keys_at).cast::<K>(),
+                initialised,
+            ));
+            ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
+                base.add(values_at).cast::<Option<V>>(),
+                initialised,
+            ));
+            ptr::drop_in_place(this);
+        }
+    }
 }
 
 /// A batch delta on top of `prev`, for a page that will hold `size` entries once it is published.
@@ -49,79 +69,31 @@ pub(crate) fn batch_delta<K, V>(
     size: u32,
 ) -> OwnedNode<K, V> {
     let len = entries.len();
-    let (layout, keys_at, values_at) = batch_layout::<K, V>(len);
-    // SAFETY: the layout has a non-zero size (it contains the header).
-    let raw = unsafe { std::alloc::alloc(layout) };
-    let Some(header) = NonNull::new(raw.cast::<BatchHeader<K, V>>()) else {
-        std::alloc::handle_alloc_error(layout)
-    };
-    // SAFETY: freshly allocated with room and alignment for the header.
-    unsafe {
-        header.as_ptr().write(BatchHeader {
-            node: delta_header(prev, Kind::Batch, size),
-            next: prev.as_ptr(),
-            len,
-        })
-    };
-    let mut building = Building::<K, V> {
-        header,
-        layout,
-        initialised: 0,
-    };
+    let mut block = Block::new(BatchHeader {
+        node: delta_header(prev, Kind::Batch, size),
+        next: prev.as_ptr(),
+        len,
+    });
+    let [keys_at, values_at] = batch_layout::<K, V>(len).offsets;
+    let (keys, values) = (
+        block.array::<K>(keys_at),
+        block.array::<Option<V>>(values_at),
+    );
     for (i, (key, value)) in entries.take(len).enumerate() {
-        // SAFETY: slot `i < len` of both arrays lies inside the allocation and is written once.
+        // SAFETY: slot `i < len` of both arrays lies inside the block and is written once.
         unsafe {
-            raw.add(keys_at).cast::<K>().add(i).write(key);
-            raw.add(values_at).cast::<Option<V>>().add(i).write(value);
+            keys.add(i).write(key);
+            values.add(i).write(value);
         }
-        building.initialised = i + 1;
+        block.initialised = i + 1;
     }
     assert_eq!(
-        building.initialised, len,
+        block.initialised, len,
         "ExactSizeIterator reported a wrong length"
     );
-    core::mem::forget(building);
     OwnedNode {
-        ptr: header.cast::<Node<K, V>>(),
-    }
-}
-
-/// A batch delta under construction: frees it, and the entries written so far, if dropped.
-struct Building<K, V> {
-    header: NonNull<BatchHeader<K, V>>,
-    layout: Layout,
-    initialised: usize,
-}
-
-impl<K, V> Drop for Building<K, V> {
-    fn drop(&mut self) {
-        // Only reached when the entry iterator panicked.
-        // SAFETY: the header and the first `initialised` entries of both arrays were written.
-        unsafe { drop_entries(self.header.as_ptr(), self.initialised) };
-        // SAFETY: allocated with this layout in `batch_delta`; nothing refers to it any more.
-        unsafe { std::alloc::dealloc(self.header.as_ptr().cast(), self.layout) };
-    }
-}
-
-/// Drops the first `count` keys and values of a batch delta (not its memory).
-///
-/// # Safety
-/// `header` must point to a batch delta whose first `count` entries are initialised; nothing may use
-/// them afterwards.
-unsafe fn drop_entries<K, V>(header: *mut BatchHeader<K, V>, count: usize) {
-    // SAFETY: the caller's contract; the header itself is always initialised here.
-    unsafe {
-        let len = (*header).len;
-        let (_, keys_at, values_at) = batch_layout::<K, V>(len);
-        let base = header.cast::<u8>();
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-            base.add(keys_at).cast::<K>(),
-            count,
-        ));
-        ptr::drop_in_place(ptr::slice_from_raw_parts_mut(
-            base.add(values_at).cast::<Option<V>>(),
-            count,
-        ));
+        // `BatchHeader` is `#[repr(C)]` with the node header first.
+        ptr: block.finish().cast(),
     }
 }
 
@@ -131,13 +103,9 @@ unsafe fn drop_entries<K, V>(header: *mut BatchHeader<K, V>, count: usize) {
 /// `ptr` must point to a batch delta that no other thread can reach, and it must not be freed again.
 pub(super) unsafe fn free<K, V>(ptr: *mut Node<K, V>) {
     let header = ptr.cast::<BatchHeader<K, V>>();
-    // SAFETY: the caller's contract; a published or finished batch delta has all entries written.
-    unsafe {
-        let len = (*header).len;
-        drop_entries(header, len);
-        ptr::drop_in_place(ptr::addr_of_mut!((*header).node));
-        std::alloc::dealloc(header.cast(), batch_layout::<K, V>(len).0);
-    }
+    // SAFETY: the caller's contract; a published or finished batch delta has all entries written,
+    // and it was built by `Block::finish`.
+    unsafe { layout::free(header, (*header).len) }
 }
 
 /// Takes the entries back out of an unpublished batch delta (after a lost CAS) and frees it.
@@ -148,10 +116,11 @@ pub(super) unsafe fn free<K, V>(ptr: *mut Node<K, V>) {
 pub(super) unsafe fn take_entries<K, V>(ptr: *mut Node<K, V>) -> Vec<(K, Option<V>)> {
     let header = ptr.cast::<BatchHeader<K, V>>();
     // SAFETY: the caller's contract: every entry is initialised and exclusively ours; each is read
-    // out exactly once and the memory is then freed without dropping them again.
+    // out exactly once, and the block is then freed with no entry counted as initialised, so none
+    // is dropped again.
     unsafe {
         let len = (*header).len;
-        let (layout, keys_at, values_at) = batch_layout::<K, V>(len);
+        let [keys_at, values_at] = batch_layout::<K, V>(len).offsets;
         let base = header.cast::<u8>();
         let mut entries = Vec::with_capacity(len);
         for i in 0..len {
@@ -159,8 +128,7 @@ pub(super) unsafe fn take_entries<K, V>(ptr: *mut Node<K, V>) -> Vec<(K, Option<
             let value = base.add(values_at).cast::<Option<V>>().add(i).read();
             entries.push((key, value));
         }
-        ptr::drop_in_place(ptr::addr_of_mut!((*header).node));
-        std::alloc::dealloc(header.cast(), layout);
+        layout::free(header, 0);
         entries
     }
 }
@@ -182,7 +150,7 @@ impl<'g, K, V> BatchRef<'g, K, V> {
     #[inline]
     pub(crate) fn keys(&self) -> &'g [K] {
         let len = self.len();
-        let (_, keys_at, _) = batch_layout::<K, V>(len);
+        let [keys_at, _] = batch_layout::<K, V>(len).offsets;
         // SAFETY: a batch delta of `len` entries holds `len` initialised keys at this offset of its
         // allocation, which lives for `'g`.
         unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(keys_at).cast::<K>(), len) }
@@ -192,7 +160,7 @@ impl<'g, K, V> BatchRef<'g, K, V> {
     #[inline]
     pub(crate) fn values(&self) -> &'g [Option<V>] {
         let len = self.len();
-        let (_, _, values_at) = batch_layout::<K, V>(len);
+        let [_, values_at] = batch_layout::<K, V>(len).offsets;
         // SAFETY: as for `keys`: `len` initialised values.
         unsafe {
             core::slice::from_raw_parts(
