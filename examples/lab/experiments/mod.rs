@@ -11,7 +11,6 @@
 //!
 //! [`runner::Cell`]: crate::runner::Cell
 
-use std::fmt::Write as _;
 use std::ops::Bound;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,12 +22,22 @@ use bwtree::{BwTree, CHAIN_BUCKETS, CasKind, ConcurrentMap, Config, Level, OpKin
 use crate::cli::cores;
 use crate::keys::{Chooser, Dist, KeyOrder, KeySet, mix, value_of};
 use crate::maps::{LabMap, settle};
-use crate::plot::{Series, XAxis, line_chart};
-use crate::report::{cpu_model, short_count, utc_now};
-use crate::runner::{Cell, CellResult, run_cell};
-use crate::workload::{InsertKeys, OpMix};
+use crate::plot::Series;
+use crate::report::short_count;
+use crate::runner::{Cell, run_cell};
+use crate::workload::OpMix;
 
 mod bulk;
+mod common;
+mod output;
+mod trees;
+
+use common::{
+    READ_WRITE_5_1, consolidations_per_k, fill, fixed, measure_cell, percent, ratio, shade_from,
+    threads_label,
+};
+use output::{Figure, Out, Table};
+use trees::{ArcMap, StatsFn, bwtree, measured_bwtree};
 
 /// The experiment subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,13 +164,12 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
         Experiment::Skew => skew(options, &mut out),
         Experiment::Bulk => bulk::run(options, &mut out),
     }
-    let violations = out.violations.len();
-    let out_errors = out.errors.clone();
-    let _ = write!(
-        out.md,
-        "\n---\nWall time {:.1} s.\n",
+    let violations = out.violations().len();
+    let out_errors = out.errors().to_vec();
+    out.text(&format!(
+        "\n---\nWall time {:.1} s.",
         started.elapsed().as_secs_f64()
-    );
+    ));
     if let Err(message) = out.finish() {
         eprintln!("error: {message}");
         return 2;
@@ -187,217 +195,6 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Output
-
-/// A table: written into the markdown report and as `<id>.csv`.
-#[derive(Clone, Debug, Default)]
-pub struct Table {
-    /// File stem of the CSV file.
-    pub id: String,
-    /// Column headers.
-    pub header: Vec<String>,
-    /// Rows of cells (already formatted; the CSV holds the same text).
-    pub rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    /// An empty table with these columns.
-    pub fn new(id: &str, header: &[&str]) -> Table {
-        Table {
-            id: id.into(),
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    /// The table in GitHub markdown.
-    pub fn markdown(&self) -> String {
-        let mut md = format!("| {} |\n", self.header.join(" | "));
-        let _ = writeln!(md, "|{}", " --- |".repeat(self.header.len()));
-        for row in &self.rows {
-            let _ = writeln!(md, "| {} |", row.join(" | "));
-        }
-        md
-    }
-
-    /// The table as CSV (cells quoted where they contain a comma or a quote).
-    pub fn csv(&self) -> String {
-        let line = |cells: &[String]| {
-            cells
-                .iter()
-                .map(|c| {
-                    if c.contains([',', '"', '\n']) {
-                        format!("\"{}\"", c.replace('"', "\"\""))
-                    } else {
-                        c.clone()
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        let mut csv = line(&self.header) + "\n";
-        for row in &self.rows {
-            csv += &line(row);
-            csv.push('\n');
-        }
-        csv
-    }
-}
-
-/// The report being written.
-struct Out {
-    dir: PathBuf,
-    md: String,
-    files: Vec<(String, String)>,
-    /// Figures: file name, title and what to draw.
-    figures: Vec<Figure>,
-    violations: Vec<String>,
-    /// Measurements that could not be taken (reported, and exit status 2).
-    errors: Vec<String>,
-}
-
-/// One SVG line chart over categorical x values.
-struct Figure {
-    file: String,
-    title: String,
-    labels: Vec<String>,
-    series: Vec<Series>,
-    x_desc: String,
-    y_desc: String,
-    /// x from which thread counts are oversubscribed, if the x axis is threads.
-    shade_from: Option<f64>,
-}
-
-impl Out {
-    fn new(options: &ExpOptions, command: String) -> Out {
-        let mut md = String::new();
-        let cells = if options.experiment == Experiment::Bulk {
-            format!(
-                "Cells: one thread; median throughput over at least {} run(s) of each path (small \
-                 batches get more, see below); every ratio compares two paths measured in the \
-                 same process.",
-                options.runs
-            )
-        } else {
-            format!(
-                "Cells: {} ms per run, {} run(s) (median throughput; counters over all runs). \
-                 Thread counts marked † exceed the machine's hardware threads (oversubscribed).",
-                options.duration.as_millis(),
-                options.runs
-            )
-        };
-        let _ = writeln!(
-            md,
-            "# lab {}{}\n\nCommand: `{command}`  \nMachine: {} hardware threads, {}; {} UTC.  \n\
-             {cells}\n",
-            options.experiment.name(),
-            if options.quick {
-                " (--quick: toy sizes, not for quoting)"
-            } else {
-                ""
-            },
-            cores(),
-            cpu_model(),
-            utc_now(),
-        );
-        Out {
-            dir: options.out.clone(),
-            md,
-            files: Vec::new(),
-            figures: Vec::new(),
-            violations: Vec::new(),
-            errors: Vec::new(),
-        }
-    }
-
-    fn text(&mut self, text: &str) {
-        self.md.push_str(text);
-        self.md.push('\n');
-    }
-
-    fn table(&mut self, table: &Table) {
-        let _ = writeln!(self.md, "{}\n(`{}.csv`)\n", table.markdown(), table.id);
-        self.files.push((format!("{}.csv", table.id), table.csv()));
-    }
-
-    fn figure(&mut self, figure: Figure) {
-        let _ = writeln!(self.md, "![{}]({})\n", figure.title, figure.file);
-        self.figures.push(figure);
-    }
-
-    /// Records a wrong answer (printed now, listed in the report).
-    fn violation(&mut self, what: String) {
-        eprintln!("WRONG ANSWER: {what}");
-        self.violations.push(what);
-    }
-
-    fn finish(mut self) -> Result<(), String> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        for f in &self.figures {
-            line_chart(
-                &self.dir.join(&f.file),
-                &f.title,
-                &f.series,
-                XAxis::Categories(&f.labels),
-                &f.x_desc,
-                &f.y_desc,
-                f.shade_from,
-            )?;
-        }
-        if !self.violations.is_empty() {
-            self.md += "\n## Wrong answers\n\n";
-            for v in &self.violations {
-                let _ = writeln!(self.md, "- {v}");
-            }
-        }
-        self.files.push(("report.md".into(), self.md.clone()));
-        for (name, text) in &self.files {
-            let path = self.dir.join(name);
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        Ok(())
-    }
-}
-
-/// A thread count, with † when it exceeds the hardware threads.
-fn threads_label(threads: usize) -> String {
-    if threads > cores() {
-        format!("{threads}†")
-    } else {
-        threads.to_string()
-    }
-}
-
-/// Where the shading of oversubscribed thread counts starts on a categorical axis.
-fn shade_from(threads: &[usize]) -> Option<f64> {
-    threads
-        .iter()
-        .position(|&t| t > cores())
-        .map(|i| i as f64 - 0.5)
-}
-
-/// A share (0–1) as a percentage with enough digits for tiny rates; `—` for none.
-pub fn percent(share: Option<f64>) -> String {
-    match share {
-        None => "—".into(),
-        Some(0.0) => "0".into(),
-        Some(s) if s * 100.0 < 0.01 => format!("{:.5}", s * 100.0),
-        Some(s) if s * 100.0 < 1.0 => format!("{:.3}", s * 100.0),
-        Some(s) => format!("{:.2}", s * 100.0),
-    }
-}
-
-/// A number with two decimals; `—` for none.
-fn fixed(value: Option<f64>) -> String {
-    value.map_or_else(|| "—".into(), |v| format!("{v:.2}"))
-}
-
-/// `a / b`, `None` when `b` is 0.
-pub fn ratio(a: u64, b: u64) -> Option<f64> {
-    (b > 0).then(|| a as f64 / b as f64)
-}
-
 /// Failure share of every CAS kind except the three Table I names, together.
 fn other_cas_failure_rate(d: &StatsSnapshot) -> Option<f64> {
     let named = [
@@ -412,124 +209,6 @@ fn other_cas_failure_rate(d: &StatsSnapshot) -> Option<f64> {
         (f + d.cas_failures(k), a + d.cas_attempts(k))
     });
     ratio(failures, attempts)
-}
-
-/// Consolidations (both levels) per 1,000 operations.
-fn consolidations_per_k(d: &StatsSnapshot) -> Option<f64> {
-    let c = d.consolidations(Level::Leaf) + d.consolidations(Level::Inner);
-    ratio(c * 1000, d.total_ops())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Maps and measurement
-
-/// A Bw-tree with `config`.
-fn bwtree(config: Config) -> BwTree<u64, u64> {
-    BwTree::with_config(config).expect("the experiments' configurations are valid")
-}
-
-/// Inserts the first `n` keys of `keys` (load order) on `threads` threads; returns the first wrong
-/// answer (a fresh insert must return `None`).
-fn fill(map: &LabMap, keys: &KeySet, n: usize, threads: usize) -> Option<String> {
-    let threads = threads.max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t..n).step_by(threads).find_map(|i| {
-                        let key = keys.load_key(i);
-                        map.insert(key, value_of(key)).map(|v| {
-                            format!("{}: loading key {key} returned Some({v})", map.name())
-                        })
-                    })
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .find_map(|w| w.join().expect("a loader panicked"))
-    })
-}
-
-/// Runs a cell on a map whose statistics `stats` reads; returns the result and the counters'
-/// increase over the cell.
-fn measure(cell: &Cell<'_>, stats: &dyn Fn() -> StatsSnapshot) -> (CellResult, StatsSnapshot) {
-    let before = stats();
-    let result = run_cell(cell);
-    (result, stats().since(&before))
-}
-
-/// ICDE'13's read:write mix of 5:1 (83% lookups, 17% upserts), in whole percent.
-const READ_WRITE_5_1: OpMix = OpMix {
-    get: 83,
-    insert: 17,
-    remove: 0,
-    scan: 0,
-    scan_len: 0,
-    insert_keys: InsertKeys::Preloaded,
-};
-
-/// A record of 100 bytes: the lab's `u64` value in the first eight bytes, the rest a fill byte
-/// derived from it (checked on every read).
-#[derive(Clone)]
-pub struct Wide([u8; 100]);
-
-impl Wide {
-    /// The record holding `value`.
-    pub fn of(value: u64) -> Wide {
-        let mut bytes = [value as u8 ^ 0x5A; 100];
-        bytes[..8].copy_from_slice(&value.to_le_bytes());
-        Wide(bytes)
-    }
-
-    /// The value, or `None` if the fill bytes do not match it (a torn or mixed-up record).
-    pub fn value(&self) -> Option<u64> {
-        let value = u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"));
-        self.0[8..]
-            .iter()
-            .all(|&b| b == value as u8 ^ 0x5A)
-            .then_some(value)
-    }
-}
-
-/// A Bw-tree with 100-byte values behind the lab's `u64` interface: a torn record reads as a wrong
-/// value, which the runner reports.
-struct WideTree(BwTree<u64, Wide>);
-
-impl WideTree {
-    fn unpack(record: Option<Wide>) -> Option<u64> {
-        record.map(|r| r.value().unwrap_or(u64::MAX))
-    }
-}
-
-impl ConcurrentMap<u64, u64> for WideTree {
-    fn name(&self) -> &'static str {
-        "bwtree-100B"
-    }
-    fn insert(&self, key: u64, value: u64) -> Option<u64> {
-        Self::unpack(self.0.insert(key, Wide::of(value)))
-    }
-    fn get(&self, key: &u64) -> Option<u64> {
-        Self::unpack(self.0.get(key))
-    }
-    fn remove(&self, key: &u64) -> Option<u64> {
-        Self::unpack(self.0.remove(key))
-    }
-    fn scan(
-        &self,
-        lo: Bound<&u64>,
-        hi: Bound<&u64>,
-        limit: usize,
-        out: &mut Vec<(u64, u64)>,
-    ) -> usize {
-        let mut wide = Vec::new();
-        let n = ConcurrentMap::scan(&self.0, lo, hi, limit, &mut wide);
-        out.extend(
-            wide.into_iter()
-                .map(|(k, v)| (k, v.value().unwrap_or(u64::MAX))),
-        );
-        n
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -597,7 +276,7 @@ fn table1(options: &ExpOptions, out: &mut Out) {
                 runs: options.runs,
                 seed: options.seed,
             };
-            let (result, d) = measure(&cell, &*stats);
+            let (result, d) = measure_cell(&cell, &*stats);
             if let Some(v) = result.violation.clone() {
                 out.violation(v);
             }
@@ -661,54 +340,8 @@ fn table1(options: &ExpOptions, out: &mut Out) {
     });
 }
 
-/// Reads a tree's statistics.
-type StatsFn = Box<dyn Fn() -> StatsSnapshot>;
-
-/// A map shared with the closure that reads its statistics.
-struct ArcMap<M>(std::sync::Arc<M>);
-
-impl<M: ConcurrentMap<u64, u64>> ConcurrentMap<u64, u64> for ArcMap<M> {
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    fn insert(&self, key: u64, value: u64) -> Option<u64> {
-        self.0.insert(key, value)
-    }
-    fn get(&self, key: &u64) -> Option<u64> {
-        self.0.get(key)
-    }
-    fn remove(&self, key: &u64) -> Option<u64> {
-        self.0.remove(key)
-    }
-    fn scan(
-        &self,
-        lo: Bound<&u64>,
-        hi: Bound<&u64>,
-        limit: usize,
-        out: &mut Vec<(u64, u64)>,
-    ) -> usize {
-        self.0.scan(lo, hi, limit, out)
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // fig5
-
-/// A fresh Bw-tree with `config` and the reader of its statistics: 8-byte values, or 100-byte
-/// records (ICDE'13's "large records").
-fn measured_bwtree(config: Config, wide: bool) -> (Box<LabMap>, StatsFn) {
-    if wide {
-        let tree = std::sync::Arc::new(WideTree(
-            BwTree::with_config(config).expect("the experiments' configurations are valid"),
-        ));
-        let stats = tree.clone();
-        (Box::new(ArcMap(tree)), Box::new(move || stats.0.stats()))
-    } else {
-        let tree = std::sync::Arc::new(bwtree(config));
-        let stats = tree.clone();
-        (Box::new(ArcMap(tree)), Box::new(move || stats.stats()))
-    }
-}
 
 fn fig5(options: &ExpOptions, out: &mut Out) {
     let n = options.key_count();
@@ -763,7 +396,7 @@ fn fig5(options: &ExpOptions, out: &mut Out) {
                 runs: options.runs,
                 seed: options.seed,
             };
-            let (result, d) = measure(&cell, &*stats);
+            let (result, d) = measure_cell(&cell, &*stats);
             if let Some(v) = result.violation.clone() {
                 out.violation(v);
             }
@@ -1236,7 +869,7 @@ fn decomp(options: &ExpOptions, out: &mut Out) {
         };
         let (result, chain) = match &stats {
             Some(stats) => {
-                let (r, d) = measure(&cell, &**stats);
+                let (r, d) = measure_cell(&cell, &**stats);
                 (r, d.mean_leaf_chain())
             }
             None => (run_cell(&cell), None),
@@ -1257,7 +890,7 @@ fn decomp(options: &ExpOptions, out: &mut Out) {
                 out.text(&format!(
                     "**The relaxed-loads row is missing:** {message}\n"
                 ));
-                out.errors.push(format!("the relaxed-loads row: {message}"));
+                out.error(format!("the relaxed-loads row: {message}"));
             }
         }
     }
@@ -1421,7 +1054,7 @@ fn skew(options: &ExpOptions, out: &mut Out) {
                 runs: options.runs,
                 seed: options.seed,
             };
-            let (result, d) = measure(&cell, &stats);
+            let (result, d) = measure_cell(&cell, &stats);
             if let Some(v) = result.violation.clone() {
                 out.violation(v);
             }
@@ -1547,7 +1180,7 @@ fn skew(options: &ExpOptions, out: &mut Out) {
             runs: options.runs,
             seed: options.seed,
         };
-        let (result, d) = measure(&cell, &stats);
+        let (result, d) = measure_cell(&cell, &stats);
         if let Some(v) = result.violation.clone() {
             out.violation(v);
         }
@@ -1587,41 +1220,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_render_as_markdown_and_csv() {
-        let mut t = Table::new("t", &["a", "b"]);
-        t.rows.push(vec!["1".into(), "x,y".into()]);
-        assert_eq!(t.markdown(), "| a | b |\n| --- | --- |\n| 1 | x,y |\n");
-        assert_eq!(t.csv(), "a,b\n1,\"x,y\"\n");
-    }
-
-    #[test]
-    fn percentages_keep_small_rates_visible() {
-        assert_eq!(percent(None), "—");
-        assert_eq!(percent(Some(0.0)), "0");
-        assert_eq!(percent(Some(0.000003)), "0.00030");
-        assert_eq!(percent(Some(0.0888)), "8.88");
-        assert_eq!(percent(Some(10.7863)), "1078.63");
-        assert_eq!(ratio(1, 0), None);
-    }
-
-    #[test]
     fn histogram_shares_cut_trailing_zeros() {
         let shares = histogram_shares(&[1, 3, 0, 0, 0], 2);
         assert_eq!(shares, vec![25.0, 75.0]);
         assert_eq!(histogram_shares(&[0, 0, 0], 1), vec![0.0]);
         assert_eq!(histogram_shares(&[0, 0, 4], 1).len(), 3);
-    }
-
-    #[test]
-    fn wide_records_round_trip_and_detect_tearing() {
-        let w = Wide::of(0xDEAD_BEEF);
-        assert_eq!(w.value(), Some(0xDEAD_BEEF));
-        let mut torn = w.clone();
-        torn.0[50] ^= 1;
-        assert_eq!(torn.value(), None);
-        let tree = WideTree(BwTree::new());
-        assert_eq!(tree.insert(7, 70), None);
-        assert_eq!(tree.get(&7), Some(70));
     }
 
     #[test]
