@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bwtree::baselines::OlcBTree;
-use bwtree::{BwTree, CHAIN_BUCKETS, CasKind, ConcurrentMap, Config, Level, OpKind, StatsSnapshot};
+use bwtree::{BwTree, CHAIN_BUCKETS, CasKind, ConcurrentMap, Config, Level, OpKind};
 
 use crate::cli::cores;
 use crate::keys::{Chooser, Dist, KeyOrder, KeySet, mix, value_of};
@@ -30,10 +30,11 @@ use crate::workload::OpMix;
 mod bulk;
 mod common;
 mod output;
+mod table1;
 mod trees;
 
 use common::{
-    READ_WRITE_5_1, consolidations_per_k, fill, fixed, measure_cell, percent, ratio, shade_from,
+    READ_WRITE_5_1, consolidations_per_k, fill, fixed, measure_cell, percent, shade_from,
     threads_label,
 };
 use output::{Figure, Out, Table};
@@ -157,7 +158,7 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
         options.out.display()
     );
     match options.experiment {
-        Experiment::Table1 => table1(options, &mut out),
+        Experiment::Table1 => table1::report(&table1::measure(options, &mut out), &mut out),
         Experiment::Fig5 => fig5(options, &mut out),
         Experiment::Table2 => table2(options, &mut out),
         Experiment::Decomp => decomp(options, &mut out),
@@ -193,151 +194,6 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     } else {
         0
     }
-}
-
-/// Failure share of every CAS kind except the three Table I names, together.
-fn other_cas_failure_rate(d: &StatsSnapshot) -> Option<f64> {
-    let named = [
-        CasKind::Insert,
-        CasKind::Delete,
-        CasKind::Batch,
-        CasKind::Split,
-        CasKind::Consolidate,
-    ];
-    let others = CasKind::ALL.iter().filter(|k| !named.contains(k));
-    let (failures, attempts) = others.fold((0, 0), |(f, a), &k| {
-        (f + d.cas_failures(k), a + d.cas_attempts(k))
-    });
-    ratio(failures, attempts)
-}
-
-// ---------------------------------------------------------------------------------------------
-// table1
-
-/// ICDE'13 Table I, 8 threads on 4 cores / 8 hardware threads: (workload, failed updates %,
-/// failed splits %, failed consolidates %).
-const TABLE1_PUBLISHED: [(&str, &str, &str, &str); 3] = [
-    ("Synthetic", "0.0003", "8.88", "7.35"),
-    ("Xbox", "0.0171", "1.27", "0.22"),
-    ("Dedup", "0.0013", "0.25", "1.19"),
-];
-
-fn table1(options: &ExpOptions, out: &mut Out) {
-    let n = options.key_count();
-    // The key universe is twice the preload: upserts of the other half insert new keys, so pages
-    // keep splitting during the measurement, as in the paper's synthetic workload.
-    let keys = KeySet::new(2 * n, KeyOrder::Random);
-    let chooser = Chooser::new(keys.len(), Dist::Uniform, options.seed).expect("uniform");
-    let threads = [2, 4, 8];
-    out.text(&format!(
-        "## ICDE'13 Table I replica: failed CAS installs per kind\n\n\
-         {} uniformly random 8-byte keys preloaded; then 83% lookups and 17% upserts (5:1), keys \
-         drawn uniformly from a universe of {} (half of them preloaded, so about half the upserts \
-         insert a new key and pages keep splitting). Each row: counters from `stats().since(before)` \
-         over the cell. Failure rate = failed CAS / attempted CAS of that kind, in percent. \
-         \"updates\" = insert+delete+batch deltas; \"others\" = index-entry, root, merge and \
-         remove-node installs together.\n",
-        short_count(n),
-        short_count(2 * n)
-    ));
-    let mut table = Table::new(
-        "table1",
-        &[
-            "values",
-            "threads",
-            "Mops/s",
-            "updates failed %",
-            "splits failed %",
-            "consolidations failed %",
-            "index-entry failed %",
-            "others failed %",
-            "update CAS",
-            "split CAS",
-            "consolidate CAS",
-        ],
-    );
-    let mut series = Vec::new();
-    for (colour, (label, wide)) in [("8 B", false), ("100 B", true)].into_iter().enumerate() {
-        settle();
-        let (map, stats) = measured_bwtree(Config::default(), wide);
-        if let Some(v) = fill(&*map, &keys, n, cores()) {
-            out.violation(v);
-            continue;
-        }
-        let mut points = Vec::new();
-        for (i, &t) in threads.iter().enumerate() {
-            let cell = Cell {
-                map: &*map,
-                keys: &keys,
-                chooser: &chooser,
-                mix: READ_WRITE_5_1,
-                threads: t,
-                duration: options.duration,
-                runs: options.runs,
-                seed: options.seed,
-            };
-            let (result, d) = measure_cell(&cell, &*stats);
-            if let Some(v) = result.violation.clone() {
-                out.violation(v);
-            }
-            points.push((i as f64, d.update_cas_failure_rate().unwrap_or(0.0) * 100.0));
-            table.rows.push(vec![
-                label.to_string(),
-                threads_label(t),
-                format!("{:.2}", result.median_ops() / 1e6),
-                percent(d.update_cas_failure_rate()),
-                percent(d.cas_failure_rate(CasKind::Split)),
-                percent(d.cas_failure_rate(CasKind::Consolidate)),
-                percent(d.cas_failure_rate(CasKind::IndexEntry)),
-                percent(other_cas_failure_rate(&d)),
-                (d.cas_attempts(CasKind::Insert)
-                    + d.cas_attempts(CasKind::Delete)
-                    + d.cas_attempts(CasKind::Batch))
-                .to_string(),
-                d.cas_attempts(CasKind::Split).to_string(),
-                d.cas_attempts(CasKind::Consolidate).to_string(),
-            ]);
-        }
-        series.push(Series {
-            name: format!("{label} values"),
-            colour,
-            points,
-        });
-        drop(map);
-        settle();
-    }
-    out.table(&table);
-    let mut published = Table::new(
-        "table1-published",
-        &[
-            "workload (ICDE'13)",
-            "updates failed %",
-            "splits failed %",
-            "consolidations failed %",
-        ],
-    );
-    for (w, u, s, c) in TABLE1_PUBLISHED {
-        published
-            .rows
-            .push(vec![w.into(), u.into(), s.into(), c.into()]);
-    }
-    out.text(
-        "Published (Levandoski, Lomet, Sengupta, ICDE 2013, Table I; 8 threads on a 4-core, \
-         8-hardware-thread machine, 8 KB pages):\n",
-    );
-    out.table(&published);
-    out.figure(Figure {
-        file: "table1-update-failures.svg".into(),
-        title: format!(
-            "Table I replica: update CAS failures vs threads ({} cores)",
-            cores()
-        ),
-        labels: threads.iter().map(|&t| t.to_string()).collect(),
-        series,
-        x_desc: "threads".into(),
-        y_desc: "failed update CAS, %".into(),
-        shade_from: shade_from(&threads),
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
