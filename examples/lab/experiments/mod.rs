@@ -29,6 +29,7 @@ use crate::workload::OpMix;
 
 mod bulk;
 mod common;
+mod fig5;
 mod output;
 mod table1;
 mod trees;
@@ -38,7 +39,7 @@ use common::{
     threads_label,
 };
 use output::{Figure, Out, Table};
-use trees::{ArcMap, StatsFn, bwtree, measured_bwtree};
+use trees::{ArcMap, StatsFn, bwtree};
 
 /// The experiment subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +160,7 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     );
     match options.experiment {
         Experiment::Table1 => table1::report(&table1::measure(options, &mut out), &mut out),
-        Experiment::Fig5 => fig5(options, &mut out),
+        Experiment::Fig5 => fig5::report(&fig5::measure(options, &mut out), &mut out),
         Experiment::Table2 => table2(options, &mut out),
         Experiment::Decomp => decomp(options, &mut out),
         Experiment::Skew => skew(options, &mut out),
@@ -194,134 +195,6 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     } else {
         0
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// fig5
-
-fn fig5(options: &ExpOptions, out: &mut Out) {
-    let n = options.key_count();
-    let keys = KeySet::new(2 * n, KeyOrder::Random);
-    let chooser = Chooser::new(keys.len(), Dist::Uniform, options.seed).expect("uniform");
-    let thresholds = [2usize, 4, 8, 16, 32];
-    let threads = 2;
-    out.text(&format!(
-        "## ICDE'13 Fig. 5 replica: throughput vs leaf delta-chain threshold\n\n\
-         The Table I workload (5:1 lookups:upserts, uniform over {} keys, {} preloaded) on \
-         {threads} threads, one fresh tree per `leaf_chain_threshold` (other fields default), with \
-         8-byte values (the synthetic workload) and with 100-byte records (the paper's large Xbox \
-         records; ours keep 8-byte keys). Mean chain = mean leaf delta-chain length met at access; \
-         \"of best\" = throughput relative to the best threshold for the same record size.\n",
-        short_count(2 * n),
-        short_count(n)
-    ));
-    let mut table = Table::new(
-        "fig5",
-        &[
-            "records",
-            "leaf chain threshold",
-            "Mops/s",
-            "of best",
-            "mean leaf chain at access",
-            "consolidations per 1k ops",
-            "updates failed %",
-        ],
-    );
-    let (mut ops_series, mut chain_series) = (Vec::new(), Vec::new());
-    for (colour, (label, wide)) in [("8 B", false), ("100 B", true)].into_iter().enumerate() {
-        let mut rows = Vec::new();
-        let (mut ops, mut chain) = (Vec::new(), Vec::new());
-        for (i, &threshold) in thresholds.iter().enumerate() {
-            settle();
-            let config = Config {
-                leaf_chain_threshold: threshold,
-                ..Config::default()
-            };
-            let (map, stats) = measured_bwtree(config, wide);
-            if let Some(v) = fill(&*map, &keys, n, cores()) {
-                out.violation(v);
-                continue;
-            }
-            let cell = Cell {
-                map: &*map,
-                keys: &keys,
-                chooser: &chooser,
-                mix: READ_WRITE_5_1,
-                threads,
-                duration: options.duration,
-                runs: options.runs,
-                seed: options.seed,
-            };
-            let (result, d) = measure_cell(&cell, &*stats);
-            if let Some(v) = result.violation.clone() {
-                out.violation(v);
-            }
-            let mops = result.median_ops() / 1e6;
-            ops.push((i as f64, mops));
-            chain.push((i as f64, d.mean_leaf_chain().unwrap_or(0.0)));
-            rows.push((threshold, mops, d));
-            drop(map);
-            settle();
-        }
-        let best = rows.iter().map(|r| r.1).fold(0.0, f64::max);
-        for (threshold, mops, d) in &rows {
-            table.rows.push(vec![
-                label.to_string(),
-                threshold.to_string(),
-                format!("{mops:.2}"),
-                if best > 0.0 {
-                    format!("{:.2}", mops / best)
-                } else {
-                    "—".into()
-                },
-                fixed(d.mean_leaf_chain()),
-                fixed(consolidations_per_k(d)),
-                percent(d.update_cas_failure_rate()),
-            ]);
-        }
-        let name = format!("bwtree, {label} records");
-        ops_series.push(Series {
-            name: name.clone(),
-            colour,
-            points: ops
-                .iter()
-                .map(|&(x, y)| (x, if best > 0.0 { y / best } else { 0.0 }))
-                .collect(),
-        });
-        chain_series.push(Series {
-            name,
-            colour,
-            points: chain,
-        });
-    }
-    out.table(&table);
-    out.text(
-        "Published (ICDE 2013, Fig. 5): bars per threshold for the Xbox and synthetic workloads; \
-         small thresholds lose throughput to frequent consolidation, Xbox (large records) peaks \
-         near 4 and the synthetic 8-byte workload tolerates about 8 without loss.\n",
-    );
-    let labels: Vec<String> = thresholds.iter().map(|t| t.to_string()).collect();
-    out.figure(Figure {
-        file: "fig5-throughput.svg".into(),
-        title: format!(
-            "Fig. 5 replica: 5:1 mix throughput vs leaf chain threshold, relative to the best \
-             threshold ({threads} threads)"
-        ),
-        labels: labels.clone(),
-        series: ops_series,
-        x_desc: "leaf chain threshold".into(),
-        y_desc: "throughput / best threshold's".into(),
-        shade_from: None,
-    });
-    out.figure(Figure {
-        file: "fig5-chain.svg".into(),
-        title: "Fig. 5 replica: mean leaf chain at access vs threshold".into(),
-        labels,
-        series: chain_series,
-        x_desc: "leaf chain threshold".into(),
-        y_desc: "deltas".into(),
-        shade_from: None,
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
