@@ -13,14 +13,13 @@
 
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bwtree::baselines::OlcBTree;
-use bwtree::{BwTree, CHAIN_BUCKETS, CasKind, ConcurrentMap, Config, Level, OpKind};
+use bwtree::{CHAIN_BUCKETS, ConcurrentMap, Config, Level};
 
 use crate::cli::cores;
-use crate::keys::{Chooser, Dist, KeyOrder, KeySet, mix, value_of};
+use crate::keys::{Chooser, Dist, KeyOrder, KeySet};
 use crate::maps::{LabMap, settle};
 use crate::plot::Series;
 use crate::report::short_count;
@@ -32,6 +31,7 @@ mod common;
 mod fig5;
 mod output;
 mod table1;
+mod table2;
 mod trees;
 
 use common::{
@@ -161,7 +161,7 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     match options.experiment {
         Experiment::Table1 => table1::report(&table1::measure(options, &mut out), &mut out),
         Experiment::Fig5 => fig5::report(&fig5::measure(options, &mut out), &mut out),
-        Experiment::Table2 => table2(options, &mut out),
+        Experiment::Table2 => table2::report(&table2::measure(options, &mut out), &mut out),
         Experiment::Decomp => decomp(options, &mut out),
         Experiment::Skew => skew(options, &mut out),
         Experiment::Bulk => bulk::run(options, &mut out),
@@ -195,218 +195,6 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     } else {
         0
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// table2
-
-/// How Table 2's threads choose the keys they insert.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InsertPattern {
-    /// Uniformly random keys (SIGMOD'18 Rand-Int), split between the threads.
-    Random,
-    /// Each thread appends ascending keys to its own contiguous range (Mono-Int).
-    Chunks,
-    /// All threads append to one shared counter (`fetch_add`): the right edge (Mono-HC).
-    RightEdge,
-}
-
-impl InsertPattern {
-    /// All three, in the table's order.
-    pub const ALL: [InsertPattern; 3] = [
-        InsertPattern::Chunks,
-        InsertPattern::Random,
-        InsertPattern::RightEdge,
-    ];
-
-    /// Row label.
-    pub fn label(self) -> &'static str {
-        match self {
-            InsertPattern::Random => "random",
-            InsertPattern::Chunks => "monotonic, per-thread chunks",
-            InsertPattern::RightEdge => "shared right edge",
-        }
-    }
-
-    /// The key thread `thread` of `threads` inserts as its `j`-th key (`j < n / threads`) for
-    /// patterns with a fixed assignment; the right edge takes its keys from a shared counter.
-    pub fn key(self, thread: usize, threads: usize, j: usize, n: usize) -> u64 {
-        let per = n / threads;
-        match self {
-            InsertPattern::Random => mix((thread * per + j) as u64),
-            InsertPattern::Chunks => (thread * per + j) as u64,
-            InsertPattern::RightEdge => unreachable!("right-edge keys come from the counter"),
-        }
-    }
-}
-
-/// Inserts `n` keys (rounded down to a multiple of `threads`) into `tree` with `pattern`; returns
-/// the seconds taken, the keys inserted and the first wrong answer.
-fn insert_run(
-    tree: &BwTree<u64, u64>,
-    pattern: InsertPattern,
-    threads: usize,
-    n: usize,
-) -> (f64, usize, Option<String>) {
-    let per = n / threads;
-    let total = per * threads;
-    let counter = AtomicU64::new(0);
-    let started = Instant::now();
-    let violation = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let counter = &counter;
-                scope.spawn(move || {
-                    let insert = |key: u64| {
-                        tree.insert(key, value_of(key))
-                            .map(|v| format!("insert of new key {key} returned Some({v})"))
-                    };
-                    if pattern == InsertPattern::RightEdge {
-                        loop {
-                            // Relaxed: the counter only hands out distinct keys.
-                            let key = counter.fetch_add(1, Ordering::Relaxed);
-                            if key >= total as u64 {
-                                return None;
-                            }
-                            if let Some(v) = insert(key) {
-                                return Some(v);
-                            }
-                        }
-                    }
-                    (0..per).find_map(|j| insert(pattern.key(t, threads, j, n)))
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .find_map(|w| w.join().expect("an inserter panicked"))
-    });
-    (started.elapsed().as_secs_f64(), total, violation)
-}
-
-fn table2(options: &ExpOptions, out: &mut Out) {
-    let n = options.key_count();
-    let threads = [1usize, 2, 4, 8, 16];
-    let default = Config::default();
-    let configs = [
-        (
-            format!(
-                "default (leaf {} / inner {})",
-                default.leaf_chain_threshold, default.inner_chain_threshold
-            ),
-            default,
-        ),
-        (
-            "leaf 24 / inner 2 (OpenBw-Tree benchmark)".to_string(),
-            Config {
-                leaf_chain_threshold: 24,
-                inner_chain_threshold: 2,
-                ..Config::default()
-            },
-        ),
-    ];
-    out.text(&format!(
-        "## SIGMOD'18 Table 2 replica: insert-only abort rates\n\n\
-         Each cell inserts {} keys into an empty tree: random keys split between the threads; \
-         monotonic keys, each thread ascending through its own contiguous range; or one shared \
-         `AtomicU64::fetch_add` counter (every thread appends at the right edge). Abort rate = \
-         `abort_rate_of(Insert)`: restarts from the root plus failed leaf-delta CASes, per insert \
-         (can exceed 100%). Mean chain = mean leaf delta-chain length at access during the inserts. \
-         One run per cell (count-bounded, not timed).\n",
-        short_count(n)
-    ));
-    let mut table = Table::new(
-        "table2",
-        &[
-            "config",
-            "keys",
-            "threads",
-            "Mops/s",
-            "abort rate %",
-            "restarts per insert",
-            "failed leaf CAS per insert",
-            "mean leaf chain",
-        ],
-    );
-    let mut series = Vec::new();
-    for (c, (label, config)) in configs.iter().enumerate() {
-        for (p, pattern) in InsertPattern::ALL.into_iter().enumerate() {
-            let mut points = Vec::new();
-            for (i, &t) in threads.iter().enumerate() {
-                settle();
-                let tree = bwtree(config.clone());
-                let (secs, total, violation) = insert_run(&tree, pattern, t, n);
-                let d = tree.stats();
-                if let Some(v) = violation {
-                    out.violation(v);
-                } else if tree.len() != total {
-                    out.violation(format!(
-                        "{} × {t}: {total} keys inserted but the tree holds {}",
-                        pattern.label(),
-                        tree.len()
-                    ));
-                }
-                let failed_leaf = d.cas_failures(CasKind::Insert);
-                points.push((
-                    i as f64,
-                    d.abort_rate_of(OpKind::Insert).unwrap_or(0.0) * 100.0,
-                ));
-                table.rows.push(vec![
-                    label.to_string(),
-                    pattern.label().into(),
-                    threads_label(t),
-                    format!("{:.2}", total as f64 / secs / 1e6),
-                    percent(d.abort_rate_of(OpKind::Insert)),
-                    format!("{:.4}", d.total_restarts() as f64 / total.max(1) as f64),
-                    format!("{:.4}", failed_leaf as f64 / total.max(1) as f64),
-                    fixed(d.mean_leaf_chain()),
-                ]);
-                drop(tree);
-            }
-            series.push(Series {
-                name: format!(
-                    "{} ({})",
-                    pattern.label(),
-                    if c == 0 { "default" } else { "leaf 24" }
-                ),
-                colour: c * 3 + p,
-                points,
-            });
-        }
-    }
-    settle();
-    out.table(&table);
-    let mut published = Table::new(
-        "table2-published",
-        &["keys (SIGMOD'18)", "abort rate %", "mean leaf chain"],
-    );
-    for row in [
-        ["Mono-Int (monotonic)", "1.05", "0"],
-        ["Rand-Int (random)", "1.44", "11.38"],
-        ["Mono-HC (shared right edge, rdtsc)", "1078.63", "0.34"],
-    ] {
-        published
-            .rows
-            .push(row.iter().map(|s| s.to_string()).collect());
-    }
-    out.text(
-        "Published (Wang et al., SIGMOD 2018, Table 2; OpenBw-Tree, 20 threads, 50M keys, leaf \
-         chain threshold 24; their mean chain was measured over the leaves after the load, ours at \
-         access):\n",
-    );
-    out.table(&published);
-    out.figure(Figure {
-        file: "table2-abort-rate.svg".into(),
-        title: format!(
-            "Table 2 replica: insert abort rate vs threads ({} cores)",
-            cores()
-        ),
-        labels: threads.iter().map(|t| t.to_string()).collect(),
-        series,
-        x_desc: "threads".into(),
-        y_desc: "aborts per insert, %".into(),
-        shade_from: shade_from(&threads),
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -954,24 +742,6 @@ mod tests {
         assert_eq!(shares, vec![25.0, 75.0]);
         assert_eq!(histogram_shares(&[0, 0, 0], 1), vec![0.0]);
         assert_eq!(histogram_shares(&[0, 0, 4], 1).len(), 3);
-    }
-
-    #[test]
-    fn insert_patterns_give_distinct_keys() {
-        for pattern in [InsertPattern::Random, InsertPattern::Chunks] {
-            let mut keys: Vec<u64> = (0..4)
-                .flat_map(|t| (0..25).map(move |j| pattern.key(t, 4, j, 100)))
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            assert_eq!(keys.len(), 100, "{pattern:?}");
-        }
-        for pattern in InsertPattern::ALL {
-            let tree = bwtree(Config::tiny());
-            let (_, total, violation) = insert_run(&tree, pattern, 3, 300);
-            assert_eq!((total, violation), (300, None));
-            assert_eq!(tree.len(), 300);
-        }
     }
 
     #[test]
