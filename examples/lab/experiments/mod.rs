@@ -11,23 +11,22 @@
 //!
 //! [`runner::Cell`]: crate::runner::Cell
 
-use std::ops::Bound;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bwtree::baselines::OlcBTree;
-use bwtree::{CHAIN_BUCKETS, ConcurrentMap, Config, Level};
+use bwtree::{CHAIN_BUCKETS, Config, Level};
 
 use crate::cli::cores;
 use crate::keys::{Chooser, Dist, KeyOrder, KeySet};
-use crate::maps::{LabMap, settle};
+use crate::maps::settle;
 use crate::plot::Series;
 use crate::report::short_count;
-use crate::runner::{Cell, run_cell};
+use crate::runner::Cell;
 use crate::workload::OpMix;
 
 mod bulk;
 mod common;
+mod decomp;
 mod fig5;
 mod output;
 mod table1;
@@ -39,7 +38,7 @@ use common::{
     threads_label,
 };
 use output::{Figure, Out, Table};
-use trees::{ArcMap, StatsFn, bwtree};
+use trees::bwtree;
 
 /// The experiment subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,7 +161,7 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
         Experiment::Table1 => table1::report(&table1::measure(options, &mut out), &mut out),
         Experiment::Fig5 => fig5::report(&fig5::measure(options, &mut out), &mut out),
         Experiment::Table2 => table2::report(&table2::measure(options, &mut out), &mut out),
-        Experiment::Decomp => decomp(options, &mut out),
+        Experiment::Decomp => decomp::report(&decomp::measure(options, &mut out), &mut out),
         Experiment::Skew => skew(options, &mut out),
         Experiment::Bulk => bulk::run(options, &mut out),
     }
@@ -195,294 +194,6 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
     } else {
         0
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// decomp
-
-/// Runs `lab decomp` in the relaxed-loads build `lab` with the same sizes and seed, and reads its
-/// one row back from the child's CSV.
-fn relaxed_row(
-    lab: &std::path::Path,
-    options: &ExpOptions,
-) -> Result<(String, f64, Option<f64>), String> {
-    let dir = options.out.join("relaxed-build");
-    let status = std::process::Command::new(lab)
-        .arg("decomp")
-        .args(["--keys", &options.key_count().to_string()])
-        .args(["--duration", &format!("{}ms", options.duration.as_millis())])
-        .args(["--runs", &options.runs.to_string()])
-        .args(["--seed", &options.seed.to_string()])
-        .arg("--out")
-        .arg(&dir)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", lab.display()))?;
-    if !status.success() {
-        return Err(format!("{} decomp exited with {status}", lab.display()));
-    }
-    let csv = std::fs::read_to_string(dir.join("decomp.csv"))
-        .map_err(|e| format!("cannot read the child's decomp.csv: {e}"))?;
-    let row = csv
-        .lines()
-        .find(|line| line.starts_with(RELAXED_ROW))
-        .ok_or_else(|| {
-            format!(
-                "{} is not a relaxed-loads build (no {RELAXED_ROW:?} row)",
-                lab.display()
-            )
-        })?;
-    let cells: Vec<&str> = row.split(',').collect();
-    let mops = cells
-        .get(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("unreadable row {row:?}"))?;
-    let chain = cells.get(3).and_then(|c| c.parse().ok());
-    Ok((RELAXED_ROW.to_string(), mops, chain))
-}
-
-/// The `decomp` row that reads through [`BwTree::freeze_routes`]: no mapping table on the way down.
-const FROZEN_ROW: &str = "bwtree no delta chain + no mapping table";
-
-/// A frozen view behind the lab's map interface. Lookups only: `decomp` runs nothing else, and a
-/// frozen tree cannot change.
-struct FrozenMap<'t>(bwtree::FrozenRoutes<'t, u64, u64>);
-
-impl ConcurrentMap<u64, u64> for FrozenMap<'_> {
-    fn name(&self) -> &'static str {
-        "bwtree-frozen-routes"
-    }
-    fn insert(&self, _key: u64, _value: u64) -> Option<u64> {
-        unreachable!("a frozen view is read-only; decomp only looks keys up")
-    }
-    fn get(&self, key: &u64) -> Option<u64> {
-        self.0.get(key)
-    }
-    fn remove(&self, _key: &u64) -> Option<u64> {
-        unreachable!("a frozen view is read-only; decomp only looks keys up")
-    }
-    fn scan(&self, _: Bound<&u64>, _: Bound<&u64>, _: usize, _: &mut Vec<(u64, u64)>) -> usize {
-        unreachable!("a frozen view is read-only; decomp only looks keys up")
-    }
-}
-
-/// The `decomp` row measured by a relaxed-loads build of the lab.
-const RELAXED_ROW: &str = "bwtree no delta chain + relaxed loads";
-
-fn decomp(options: &ExpOptions, out: &mut Out) {
-    let n = options.key_count();
-    let keys = KeySet::new(n, KeyOrder::Random);
-    let chooser = Chooser::new(n, Dist::Uniform, options.seed).expect("uniform");
-    // A lab built with `--cfg bwtree_relaxed_loads` measures only the variant that build changes;
-    // the normal build runs it as a child process (`--relaxed-lab`) for that row.
-    let relaxed_build = cfg!(bwtree_relaxed_loads);
-    out.text(&format!(
-        "## SIGMOD'18 §6.3 replica: what the delta chain costs a reader\n\n\
-         One thread, lookups only (every one must hit), {} random keys loaded on {} threads. \
-         Variants: the Bw-tree with the default Config (leaves keep delta chains of up to {}); \
-         the same code with `consolidate_every_update` (each page consolidated after every delta, \
-         plus a `run_maintenance` pass after the load: no delta chain); that variant built with \
-         `RUSTFLAGS=\"--cfg bwtree_relaxed_loads\"` (every acquire load of a published page or \
-         root is `Relaxed`, the counterpart of the paper's \"no std::atomic\" step; sound only \
-         because one thread reads a tree whose loaders have been joined; measured in a child \
-         process, present when `--relaxed-lab` names such a build); and the crate's OLC B+tree \
-         baseline (`bwtree::baselines::OlcBTree`).{}\n",
-        short_count(n),
-        cores(),
-        Config::default().leaf_chain_threshold,
-        if relaxed_build {
-            " **This is the relaxed-loads build: it measures only that variant.**"
-        } else {
-            ""
-        }
-    ));
-    let mut table = Table::new(
-        "decomp",
-        &[
-            "variant",
-            "Mops/s",
-            "ratio to bwtree default",
-            "mean leaf chain at access",
-        ],
-    );
-    let variants: &[&str] = if relaxed_build {
-        &[RELAXED_ROW]
-    } else {
-        &[
-            "bwtree default",
-            "bwtree no delta chain",
-            FROZEN_ROW,
-            "olc-btree",
-        ]
-    };
-    let mut fallbacks = None;
-    let mut rows: Vec<(String, f64, Option<f64>)> = Vec::new();
-    for &name in variants {
-        settle();
-        if name == FROZEN_ROW {
-            let mut tree = bwtree(Config {
-                consolidate_every_update: true,
-                ..Config::default()
-            });
-            if let Some(v) = fill(&tree, &keys, n, cores()) {
-                out.violation(v);
-                continue;
-            }
-            tree.run_maintenance();
-            let frozen = FrozenMap(tree.freeze_routes());
-            let cell = Cell {
-                map: &frozen,
-                keys: &keys,
-                chooser: &chooser,
-                mix: OpMix::GET,
-                threads: 1,
-                duration: options.duration,
-                runs: options.runs,
-                seed: options.seed,
-            };
-            let result = run_cell(&cell);
-            if let Some(v) = result.violation.clone() {
-                out.violation(v);
-            }
-            fallbacks = Some(frozen.0.fallbacks());
-            rows.push((name.to_string(), result.median_ops() / 1e6, None));
-            drop(tree);
-            settle();
-            continue;
-        }
-        let no_chain = name.contains("no delta chain");
-        let tree = (name != "olc-btree").then(|| {
-            std::sync::Arc::new(bwtree(Config {
-                consolidate_every_update: no_chain,
-                ..Config::default()
-            }))
-        });
-        let (map, stats): (Box<LabMap>, Option<StatsFn>) = match &tree {
-            None => (Box::new(OlcBTree::new()), None),
-            Some(tree) => {
-                let t2 = tree.clone();
-                (
-                    Box::new(ArcMap(tree.clone())),
-                    Some(Box::new(move || t2.stats())),
-                )
-            }
-        };
-        if let Some(v) = fill(&*map, &keys, n, cores()) {
-            out.violation(v);
-            continue;
-        }
-        if let (true, Some(tree)) = (no_chain, &tree) {
-            // The lower halves of splits keep their split delta until next written: consolidate them.
-            tree.run_maintenance();
-        }
-        let cell = Cell {
-            map: &*map,
-            keys: &keys,
-            chooser: &chooser,
-            mix: OpMix::GET,
-            threads: 1,
-            duration: options.duration,
-            runs: options.runs,
-            seed: options.seed,
-        };
-        let (result, chain) = match &stats {
-            Some(stats) => {
-                let (r, d) = measure_cell(&cell, &**stats);
-                (r, d.mean_leaf_chain())
-            }
-            None => (run_cell(&cell), None),
-        };
-        if let Some(v) = result.violation.clone() {
-            out.violation(v);
-        }
-        rows.push((name.to_string(), result.median_ops() / 1e6, chain));
-        drop(map);
-        drop(tree);
-        settle();
-    }
-    if let (false, Some(lab)) = (relaxed_build, &options.relaxed_lab) {
-        settle();
-        match relaxed_row(lab, options) {
-            Ok(row) => rows.insert(2.min(rows.len()), row),
-            Err(message) => {
-                out.text(&format!(
-                    "**The relaxed-loads row is missing:** {message}\n"
-                ));
-                out.error(format!("the relaxed-loads row: {message}"));
-            }
-        }
-    }
-    let base = rows.first().map_or(0.0, |r| r.1);
-    let mut points = Vec::new();
-    for (i, (name, mops, chain)) in rows.iter().enumerate() {
-        points.push((i as f64, *mops));
-        table.rows.push(vec![
-            name.clone(),
-            format!("{mops:.2}"),
-            if base > 0.0 {
-                format!("{:.2}", mops / base)
-            } else {
-                "—".into()
-            },
-            fixed(*chain),
-        ]);
-    }
-    out.table(&table);
-    let mut published = Table::new(
-        "decomp-published",
-        &[
-            "variant (SIGMOD'18 Fig. 18)",
-            "Mops/s",
-            "ratio to OpenBw-Tree",
-        ],
-    );
-    for (v, m) in [
-        ("OpenBw-Tree", 1.31),
-        ("no delta chain", 1.61),
-        ("also no std::atomic", 1.67),
-        ("also no mapping table", 1.97),
-        ("BTreeOLC", 2.27),
-    ] {
-        published.rows.push(vec![
-            v.into(),
-            format!("{m:.2}"),
-            format!("{:.2}", m / 1.31),
-        ]);
-    }
-    out.text(
-        "Published (Wang et al., SIGMOD 2018, §6.3 / Fig. 18: single thread, read-only, 50M keys; \
-         the paper's text gives +23% for removing the delta chain and +18% for removing the mapping \
-         table):\n",
-    );
-    out.table(&published);
-    if let Some(fallbacks) = fallbacks {
-        out.text(&format!(
-            "The \"{FROZEN_ROW}\" row reads through `BwTree::freeze_routes` (the same tree, loaded \
-             without delta chains, then frozen: every inner page stores its children's heads next \
-             to their PIDs, and lookups follow those instead of the mapping table); page visits \
-             that fell back to the mapping table during its runs: {fallbacks}.\n"
-        ));
-    }
-    if options.relaxed_lab.is_none() && !relaxed_build {
-        out.text(
-            "The relaxed-loads row needs a second build: `RUSTFLAGS=\"--cfg \
-             bwtree_relaxed_loads\" cargo build --release --target-dir target/relaxed --example \
-             lab`, then `lab decomp --relaxed-lab target/relaxed/release/examples/lab` \
-             (`scripts/reproduce.sh` does both).\n",
-        );
-    }
-    out.figure(Figure {
-        file: "decomp.svg".into(),
-        title: "§6.3 replica: single-thread lookups (million ops/s)".into(),
-        labels: rows.iter().map(|r| r.0.clone()).collect(),
-        series: vec![Series {
-            name: "lookups".into(),
-            colour: 0,
-            points,
-        }],
-        x_desc: "variant".into(),
-        y_desc: "million ops/s".into(),
-        shade_from: None,
-    });
 }
 
 // ---------------------------------------------------------------------------------------------
