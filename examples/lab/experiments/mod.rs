@@ -26,7 +26,7 @@ mod table1;
 mod table2;
 mod trees;
 
-use output::{Figure, Out, Table};
+use output::Out;
 
 /// The experiment subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,11 @@ pub fn run(options: &ExpOptions, command: String) -> u8 {
         Experiment::Table2 => table2::report(&table2::measure(options, &mut out), &mut out),
         Experiment::Decomp => decomp::report(&decomp::measure(options, &mut out), &mut out),
         Experiment::Skew => skew::report(&skew::measure(options, &mut out), &mut out),
-        Experiment::Bulk => bulk::run(options, &mut out),
+        Experiment::Bulk => {
+            if let Some(bulk) = bulk::measure(options, &mut out) {
+                bulk::report(&bulk, &mut out);
+            }
+        }
     }
     let violations = out.violations().len();
     let out_errors = out.errors().to_vec();
