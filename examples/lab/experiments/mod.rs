@@ -1,7 +1,8 @@
-//! The paper experiments, one subcommand each: `table1` and `fig5` (ICDE'13 Table I and Fig. 5),
-//! `table2` and `decomp` (SIGMOD'18 Table 2 and §6.3), and `skew` (curves neither paper published:
-//! retries under Zipfian skew, the leaf chain-length distribution at access, a thread sweep); and
-//! `bulk` (module [`bulk`]): batch operations against their one-by-one equivalents on every map.
+//! The paper experiments, one subcommand and one module each: [`table1`] and [`fig5`] (ICDE'13
+//! Table I and Fig. 5), [`table2`] and [`decomp`] (SIGMOD'18 Table 2 and §6.3), [`skew`] (curves
+//! neither paper published: retries under Zipfian skew, the leaf chain-length distribution at
+//! access, a thread sweep) and [`bulk`] (batch operations against their one-by-one equivalents on
+//! every map).
 //!
 //! Each one builds Bw-trees with the configuration it studies, drives them with [`runner::Cell`]s
 //! (or, for the insert-only Table 2, with its own key streams), reads the tree's
@@ -9,7 +10,15 @@
 //! SVG figures into its output folder. Every answer is checked as in the default report; a wrong one
 //! makes the experiment exit with status 1.
 //!
+//! Every experiment module has a `measure` function, which runs the experiment and returns what it
+//! measured as a plain struct (recording wrong answers in the [`Out`] as it goes), and a `report`
+//! function, which turns that struct into the report's text, tables and figures. Shared pieces:
+//! [`output`] (the report being written: [`Out`], [`Table`](output::Table),
+//! [`Figure`](output::Figure)), [`common`] (loading a map, measuring a cell, number formats) and
+//! [`trees`] (the Bw-trees the experiments build).
+//!
 //! [`runner::Cell`]: crate::runner::Cell
+//! [`StatsSnapshot`]: bwtree::StatsSnapshot
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
