@@ -11,9 +11,10 @@
 //! adapters), `workload` (operation mixes), `runner` (one measured cell), `load` (loading a map,
 //! with height, fill and memory checkpoints), `suite` (the default report's sequence), `report`
 //! (markdown and CSV), `plot` (SVG), `alloc` (the counting allocator behind bytes per key).
-//! `experiments` holds the paper experiments (`table1`, `fig5`, `table2`, `decomp`, `skew`), built
-//! from `runner::Cell` and the tree's statistics, and `bulk` (batch operations against one-by-one
-//! on every map).
+//! `experiments` holds the paper experiments, one module each (`table1`, `fig5`, `table2`,
+//! `decomp`, `skew`), built from `runner::Cell` and the tree's statistics, and `bulk` (batch
+//! operations against one-by-one on every map); each measures into a plain struct that its report
+//! function turns into markdown, CSV and SVG.
 
 mod alloc;
 mod cli;

@@ -16,7 +16,8 @@
 //! [`SPACING`]; fresh keys are the integers between them ([`FreeKeys`]), handed out only while
 //! absent from the map, so every measurement inserts keys that are absent. Each run measures both paths, alternating which goes
 //! first (small batches get more runs, see [`runs_of`]); the clock stops before anything is
-//! dropped. Answers are checked after the clock stops. Submodules: `keys` (fresh keys), `report`
+//! dropped. Answers are checked after the clock stops. [`measure`] returns the timings and
+//! [`report()`] turns them into the tables and figures. Submodules: `keys` (fresh keys), `report`
 //! (tables and figures).
 
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ mod keys;
 mod report;
 
 use self::keys::{Draw, FreeKeys};
-use super::Out;
+pub use self::report::report;
+use super::ExpOptions;
+use super::output::Out;
 use crate::keys::value_of;
 use crate::maps::{self, LabMap, MapFactory, settle};
 use crate::report::short_count;
@@ -202,10 +205,8 @@ fn pairs(keys: &[u64]) -> Vec<(u64, u64)> {
 }
 
 /// Sizes of the experiment: loaded keys and batch sizes.
-fn sizes(options: &super::ExpOptions) -> (usize, Vec<usize>) {
-    let n = options
-        .keys
-        .unwrap_or(if options.quick { 20_000 } else { 1_000_000 });
+fn sizes(options: &ExpOptions) -> (usize, Vec<usize>) {
+    let n = options.key_count();
     let batches: Vec<usize> = if options.quick {
         vec![100, 1_000]
     } else {
@@ -214,13 +215,28 @@ fn sizes(options: &super::ExpOptions) -> (usize, Vec<usize>) {
     (n, batches.into_iter().map(|b| b.min(n)).collect())
 }
 
-/// Runs the experiment into `out`.
-pub fn run(options: &super::ExpOptions, out: &mut Out) {
+/// What `bulk` measured (read by [`report()`]).
+pub struct Bulk {
+    /// Loaded keys.
+    keys: usize,
+    /// `--runs`.
+    runs: usize,
+    /// The maps, in `--maps` order.
+    factories: Vec<MapFactory>,
+    /// Every case, in report order.
+    cases: Vec<Case>,
+    /// Each map's timings for each case it got to (a map that answers wrongly stops early).
+    rows: Vec<Row>,
+}
+
+/// Measures every case on every map; wrong answers go to `out`. `None` (nothing measured, a wrong
+/// answer recorded) if `--maps` names an unknown map.
+pub fn measure(options: &ExpOptions, out: &mut Out) -> Option<Bulk> {
     let factories = match maps::select(&options.maps) {
         Ok(factories) => factories,
         Err(message) => {
             out.violation(format!("bad --maps: {message}"));
-            return;
+            return None;
         }
     };
     let (n, batch_sizes) = sizes(options);
@@ -254,7 +270,13 @@ pub fn run(options: &super::ExpOptions, out: &mut Out) {
         drop(map);
         settle();
     }
-    report::write_report(out, n, runs, &factories, &cases, &rows);
+    Some(Bulk {
+        keys: n,
+        runs,
+        factories,
+        cases,
+        rows,
+    })
 }
 
 /// Loads `n` sorted pairs `runs` times by each path; returns the timings and the map of the last

@@ -1,9 +1,9 @@
 //! The report of `lab bulk`: the long table, the ratio matrix with the subject against the best
 //! other map, and two figures.
 
-use super::super::{Figure, Out, Table};
-use super::{CLUSTER_STRIDE, Case, KEYS_PER_RUNS, Op, Row, SPACING};
-use crate::maps::{MapFactory, SUBJECT};
+use super::super::output::{Figure, Out, Table};
+use super::{Bulk, CLUSTER_STRIDE, Case, KEYS_PER_RUNS, Op, Row, SPACING};
+use crate::maps::SUBJECT;
 use crate::plot::Series;
 use crate::report::short_count;
 
@@ -22,15 +22,10 @@ fn is_bwtree(map: &str) -> bool {
     map.starts_with(SUBJECT)
 }
 
-/// Writes the tables and figures.
-pub fn write_report(
-    out: &mut Out,
-    n: usize,
-    runs: usize,
-    factories: &[MapFactory],
-    cases: &[Case],
-    rows: &[Row],
-) {
+/// Writes the description, the tables and the figures of what [`measure`](super::measure) measured.
+pub fn report(bulk: &Bulk, out: &mut Out) {
+    let (n, runs) = (bulk.keys, bulk.runs);
+    let (factories, cases, rows) = (&bulk.factories, &bulk.cases, &bulk.rows);
     let row = |case: Case, map: &str| rows.iter().find(|r| r.case == case && r.map == map);
     out.text(&format!(
         "## Bulk operations against one-by-one, every map\n\n\
