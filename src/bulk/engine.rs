@@ -35,6 +35,7 @@ use crate::BwTree;
 use crate::mapping::Pid;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, NodeRef};
+use crate::protocol::policy::{Action, Trigger};
 use crate::protocol::traverse::{Intent, PageRef, Restart};
 use crate::research::stats::CasKind;
 use crate::sync::retry_pause;
@@ -303,7 +304,11 @@ where
                     run.metrics.leaves_touched += 1;
                     run.metrics.applied += keys.len();
                     run.metrics.skipped += held.len();
-                    if self.needs_maintenance(installed) {
+                    let installed = PageRef {
+                        pid: page.pid,
+                        node: installed,
+                    };
+                    if self.action(installed, Trigger::Pass, false) != Action::Nothing {
                         run.touched
                             .push((keys[0].clone(), keys[keys.len() - 1].clone()));
                     }
@@ -317,13 +322,6 @@ where
                 }
             }
         }
-    }
-
-    /// Whether a leaf whose head is `node` would be split, merged or consolidated by `maintain`.
-    fn needs_maintenance(&self, node: NodeRef<'_, K, V>) -> bool {
-        let (capacity, threshold) = self.limits(0);
-        let size = node.meta.size as usize;
-        size > capacity || size < self.merge_threshold(0) || node.meta.depth as usize > threshold
     }
 
     /// After a lost CAS on leaf `pid`: the leaf that now covers `key`, ready for a post.

@@ -151,7 +151,6 @@ impl Drop for FreeList {
     }
 }
 
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

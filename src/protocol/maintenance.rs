@@ -23,6 +23,7 @@ use std::time::Duration;
 use crate::BwTree;
 use crate::mapping::Pid;
 use crate::page::Body;
+use crate::protocol::policy::{Applied, Trigger};
 use crate::protocol::traverse::PageRef;
 
 /// What one maintenance pass did.
@@ -81,24 +82,14 @@ where
                     }
                     _ => {}
                 }
-                let (capacity, threshold) = self.limits(node.meta.level);
-                let size = node.meta.size as usize;
-                if size > capacity && self.split(page, &guard) {
-                    report.splits += 1;
-                    continue;
-                }
-                if size < self.merge_threshold(node.meta.level) && !self.is_root(pid) {
-                    if self.try_merge(page, &guard) {
-                        report.merges += 1;
+                match self.apply_policy(page, Trigger::Pass, &guard) {
+                    Applied::Split => {
+                        report.splits += 1;
+                        continue;
                     }
-                    break;
-                }
-                if size == 1 && !node.is_leaf() && self.is_root(pid) {
-                    self.try_collapse(page, &guard);
-                    break;
-                }
-                if node.meta.depth as usize > threshold && self.consolidate(page, &guard) {
-                    report.consolidations += 1;
+                    Applied::Merged => report.merges += 1,
+                    Applied::Consolidated => report.consolidations += 1,
+                    Applied::Collapse | Applied::Nothing => {}
                 }
                 break;
             }

@@ -79,6 +79,7 @@ use crate::BwTree;
 use crate::memory::reclaim::retire_chain;
 use crate::page::chain::{self, At, Below};
 use crate::page::{self, Body, Removal, RemovalState};
+use crate::protocol::policy::Trigger;
 use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::{CasKind, Counter};
 use crate::sync::{Arc, Ordering, retry_pause};
@@ -88,15 +89,6 @@ where
     K: Ord + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Merge threshold of pages at `level` (0: never merge).
-    pub(crate) fn merge_threshold(&self, level: u8) -> usize {
-        if level == 0 {
-            self.config.leaf_merge_threshold
-        } else {
-            self.config.inner_merge_threshold
-        }
-    }
-
     /// The largest page a merge may produce at `level`: seven eighths of the capacity.
     fn merge_limit(&self, level: u8) -> usize {
         let (capacity, _) = self.limits(level);
@@ -293,11 +285,14 @@ where
                         // until this, its slot). A thread that retires the left page's chain
                         // before this line clears the slot itself (see `reclaim`).
                         self.table.release_removed(page.pid, removed, guard);
-                        self.after_merge(
+                        // The merged page may be over capacity now, or still under-full: in
+                        // that case it goes on merging leftwards (see `policy`).
+                        self.apply_policy(
                             PageRef {
                                 pid: left.pid,
                                 node: installed,
                             },
+                            Trigger::Merged,
                             guard,
                         );
                         return;
@@ -308,25 +303,6 @@ where
                 _ => {}
             }
             retry_pause();
-        }
-    }
-
-    /// Maintenance of a page that just absorbed its right neighbour: split it if it overflowed,
-    /// otherwise let it keep merging leftwards while the result stays within the merge limit (the
-    /// cascade that packs runs of nearly empty pages after mass removals), else consolidate.
-    fn after_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) {
-        let node = page.node();
-        let (capacity, threshold) = self.limits(node.meta.level);
-        let size = node.meta.size as usize;
-        if size > capacity {
-            self.split(page, guard);
-        } else if self.merge_threshold(node.meta.level) > 0
-            && !self.is_root(page.pid)
-            && self.try_merge(page, guard)
-        {
-            // Merged on into its own left neighbour.
-        } else if node.meta.depth as usize > threshold {
-            self.consolidate(page, guard);
         }
     }
 

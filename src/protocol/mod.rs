@@ -5,8 +5,10 @@
 //! [`memory`](crate::memory). The whole protocol — page states, every CAS, the invariants and the
 //! reclamation argument — is described in the [protocol guide](crate::protocol_guide).
 
+pub(crate) mod consolidate;
 pub(crate) mod maintenance;
 pub(crate) mod merge;
+pub(crate) mod policy;
 pub(crate) mod split;
 pub(crate) mod traverse;
 pub(crate) mod write;

@@ -1,12 +1,6 @@
-//! Structure modifications: consolidation and splits, done cooperatively.
+//! Splits, done cooperatively (two half-splits, ICDE'13 §IV.A), and growing the root.
 //!
-//! # Consolidation
-//! When a page's chain grows past its threshold, the thread that noticed — right after finishing its
-//! own operation — replays the chain into a new base page and CASes it over the head it read. A
-//! failed CAS means someone else changed the page; the new base page is dropped and the work is left
-//! to a later thread (ICDE'13 §III.B). The replaced chain is retired through the epoch collector.
-//!
-//! # Split (two half-splits, ICDE'13 §IV.A)
+//! # Split
 //! When a page holds more entries than its capacity:
 //! 1. build the right sibling `Q` from the upper half of the page's logical content and publish it
 //!    under a fresh PID (no other thread can reach it yet);
@@ -31,11 +25,11 @@ use core::ops::Bound;
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::config::{Config, Maintenance};
 use crate::mapping::Pid;
 use crate::memory::reclaim::retire_chain;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, OwnedNode, RemovalState};
+use crate::protocol::consolidate::{cloned_records, split_children};
 use crate::protocol::traverse::{Intent, PageRef, Restart};
 use crate::research::stats::{CasKind, Counter, RestartCause};
 use crate::sync::{Ordering, retry_pause};
@@ -45,113 +39,6 @@ where
     K: Ord + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Called after a successful post on `page`: splits it if it is too large, merges it away if it is
-    /// under-full, collapses a root with a single child, consolidates it if its chain is too long.
-    /// Failures are abandoned (a later operation or maintenance pass will try again).
-    pub(crate) fn maintain(&self, page: PageRef<'_, K, V>, guard: &Guard) {
-        let node = page.node();
-        let (capacity, threshold) = self.limits(node.meta.level);
-        let (capacity, threshold) = match self.config.maintenance {
-            Maintenance::Inline => (capacity, threshold),
-            Maintenance::Background => (
-                capacity * Config::BACKGROUND_HARD_FACTOR,
-                threshold * Config::BACKGROUND_HARD_FACTOR,
-            ),
-        };
-        let size = node.meta.size as usize;
-        if size > capacity {
-            self.split(page, guard);
-        } else if size < self.merge_threshold(node.meta.level)
-            && !self.is_root(page.pid)
-            && self.try_merge(page, guard)
-        {
-            // Under-full and merged with a neighbour. A merge the policy declines (the result
-            // would be too large) leaves the page as it is, so its chain is still kept short below.
-        } else if size == 1 && !node.is_leaf() && self.is_root(page.pid) {
-            self.try_collapse(page, guard);
-        } else if node.meta.depth as usize > threshold {
-            self.consolidate(page, guard);
-        }
-    }
-
-    /// Whether `pid` is the root page now.
-    pub(crate) fn is_root(&self, pid: Pid) -> bool {
-        // Acquire: pairs with the Release of the CAS that installed the root.
-        self.root.load(Ordering::Acquire) == pid.0
-    }
-
-    /// Capacity and chain threshold of pages at `level` (threshold 0 with
-    /// [`Config::consolidate_every_update`]).
-    pub(crate) fn limits(&self, level: u8) -> (usize, usize) {
-        if self.config.consolidate_every_update {
-            let (capacity, _) = self.limits_configured(level);
-            return (capacity, 0);
-        }
-        self.limits_configured(level)
-    }
-
-    fn limits_configured(&self, level: u8) -> (usize, usize) {
-        if level == 0 {
-            (self.config.leaf_capacity, self.config.leaf_chain_threshold)
-        } else {
-            (
-                self.config.inner_capacity,
-                self.config.inner_chain_threshold,
-            )
-        }
-    }
-
-    /// Replaces `page`'s chain with one new base page. Returns whether the CAS succeeded.
-    pub(crate) fn consolidate(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
-        // A split delta disappears into the new base page, so its index entry must be in place
-        // first (see `traverse`: a split that is not the newest node is complete).
-        if self.finish_top_smo(page, guard).is_err() {
-            return false;
-        }
-        let node = page.node();
-        let low = node.low().cloned();
-        let high = node.high().cloned();
-        let base = if node.is_leaf() {
-            let mut deltas = Vec::with_capacity(node.meta.depth as usize);
-            if let Some((base, len)) = chain::sorted_leaf_deltas(node, &mut deltas) {
-                // The common chain (inserts and deletes over one base page): the base page's runs
-                // are copied between the delta keys, without collecting the page first.
-                page::leaf_base_merged(low, high, node.meta.right, base, &deltas, len)
-            } else {
-                let mut records = Vec::with_capacity(node.meta.size as usize);
-                chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
-                page::leaf_base(low, high, node.meta.right, cloned_records(&records))
-            }
-        } else {
-            let children = chain::collect_inner(node);
-            let (separators, pids) = split_children(&children);
-            page::inner_base(
-                node.meta.level,
-                low,
-                high,
-                node.meta.right,
-                separators,
-                &pids,
-            )
-        };
-        let installed = self.table.cas(page.pid, page.node, base, guard);
-        self.stats.cas(CasKind::Consolidate, installed.is_ok());
-        match installed {
-            Ok(_) => {
-                self.stats.done(Counter::Consolidation, node.meta.level, 1);
-                // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
-                // everything it needs, so nothing live points into the old chain.
-                unsafe { retire_chain(&self.table, page.node, guard) };
-                true
-            }
-            // Never published: dropping it frees it.
-            Err(base) => {
-                drop(base);
-                false
-            }
-        }
-    }
-
     /// Splits `page` in two (steps 1–3 of the module docs). Returns whether the split delta was
     /// installed.
     pub(crate) fn split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
@@ -418,27 +305,6 @@ where
     }
 }
 
-/// Clones collected records for a new base page.
-fn cloned_records<'a, K: Clone + 'a, V: Clone + 'a>(
-    records: &'a [(&'a K, &'a V)],
-) -> impl ExactSizeIterator<Item = (K, V)> + 'a {
-    records.iter().map(|(k, v)| ((*k).clone(), (*v).clone()))
-}
-
-/// Turns collected children (the first one without a low key of its own: it starts at the page's
-/// low key) into a new inner page's separators and child PIDs.
-fn split_children<'a, K: Clone + 'a>(
-    children: &'a [(Option<&'a K>, Pid)],
-) -> (impl ExactSizeIterator<Item = K> + 'a, Vec<Pid>) {
-    let separators = children[1..].iter().map(|(low, _)| {
-        (*low)
-            .expect("only the first child lacks a low key")
-            .clone()
-    });
-    let pids = children.iter().map(|(_, pid)| *pid).collect();
-    (separators, pids)
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use crate::BwTree;
@@ -454,49 +320,6 @@ mod tests {
             ..Config::tiny()
         })
         .unwrap()
-    }
-
-    fn leaf_depth(tree: &BwTree, key: u64) -> u32 {
-        let guard = &tree.guard();
-        tree.find_leaf(&At(&key), Intent::Read, guard)
-            .node()
-            .meta
-            .depth
-    }
-
-    #[test]
-    fn consolidation_keeps_chains_within_the_threshold() {
-        let tree = tree(64, 3);
-        let mut depths = Vec::new();
-        for key in 0..9 {
-            tree.insert(key, key);
-            depths.push(leaf_depth(&tree, 0));
-        }
-        // Three deltas accumulate, the fourth triggers a consolidation into a fresh base page.
-        assert_eq!(depths, vec![1, 2, 3, 0, 1, 2, 3, 0, 1]);
-        let guard = &tree.guard();
-        let leaf = tree.find_leaf(&At(&0), Intent::Read, guard);
-        assert_eq!(leaf.node().meta.size, 9);
-        // Overwrites and deletes replay correctly through a consolidation.
-        tree.insert(3, 33);
-        tree.remove(&4);
-        tree.insert(4, 44);
-        // depth 1 + 3 = 4 > 3: consolidated, then the last delete is on top of the new base page.
-        tree.remove(&5);
-        assert_eq!(leaf_depth(&tree, 0), 1);
-        assert_eq!(
-            tree.iter().collect::<Vec<_>>(),
-            vec![
-                (0, 0),
-                (1, 1),
-                (2, 2),
-                (3, 33),
-                (4, 44),
-                (6, 6),
-                (7, 7),
-                (8, 8)
-            ]
-        );
     }
 
     #[test]
