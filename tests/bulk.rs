@@ -13,6 +13,12 @@ use std::time::Duration;
 use bwtree::{BatchFailure, BatchOptions, BulkLoadError, BwTree, Config, KeyExists};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
+mod support {
+    pub mod bounds;
+}
+
+use support::bounds::arbitrary_bound;
+
 fn tiny() -> BwTree<u64, u64> {
     BwTree::with_config(Config::tiny()).unwrap()
 }
@@ -41,11 +47,7 @@ fn keys(g: &mut Gen) -> Vec<u64> {
 }
 
 fn bound(g: &mut Gen) -> Bound<u64> {
-    match u8::arbitrary(g) % 3 {
-        0 => Bound::Included(key(g)),
-        1 => Bound::Excluded(key(g)),
-        _ => Bound::Unbounded,
-    }
+    arbitrary_bound(g, key)
 }
 
 #[derive(Clone, Debug)]

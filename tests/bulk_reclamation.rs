@@ -3,73 +3,51 @@
 //! batch-inserted and batch-removed again, and dropping the tree and its collector must return
 //! every block (counted exactly, see `support/counting.rs`).
 
-#[path = "support/counting.rs"]
-mod counting;
-
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use bwtree::epoch::Collector;
 use bwtree::{BwTree, Config};
-use counting::{Counting, count_this_thread, live_blocks, live_bytes, settled_blocks};
+
+mod support {
+    pub mod counting;
+    pub mod tracked;
+}
+
+use support::counting::{
+    Counting, count_this_thread, flush, live_blocks, live_bytes, settled_blocks,
+};
+use support::tracked::{Counters, Tracked};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-static LIVE_VALUES: AtomicIsize = AtomicIsize::new(0);
-
-/// A value that counts its live instances.
-#[derive(Debug, PartialEq)]
-struct Tracked(u64);
-
-impl Tracked {
-    fn new(v: u64) -> Self {
-        LIVE_VALUES.fetch_add(1, Ordering::Relaxed);
-        Tracked(v)
-    }
-}
-
-impl Clone for Tracked {
-    fn clone(&self) -> Self {
-        Tracked::new(self.0)
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        LIVE_VALUES.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn flush(collector: &Collector) {
-    let handle = collector.register();
-    for _ in 0..64 {
-        handle.pin().flush();
-    }
-}
+/// The live values.
+static VALUES: Counters = Counters::new();
 
 /// Two threads batch-insert 200 keys, batch-remove half of them and run a batch that fails and
 /// rolls back, `rounds` times, on overlapping keys.
 fn batch_churn(tree: &BwTree<u64, Tracked>, rounds: u64) {
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2u64)
-            .map(|t| {
-                s.spawn(move || {
-                    count_this_thread();
-                    for round in 0..rounds {
-                        let keys: Vec<u64> = (0..200u64)
-                            .map(|i| (i * 31 + round * 7 + t) % 3_000)
-                            .collect();
-                        drop(tree.insert_batch(keys.iter().map(|&k| (k, Tracked::new(round)))));
-                        drop(tree.remove_batch(keys.into_iter().filter(|k| k % 2 == 0)));
-                        let failed = tree.try_insert_batch(
-                            (0..50u64).map(|k| Ok::<_, ()>((k * 60, Tracked::new(k)))),
-                            |k, _, _| if *k == 1_200 { Err(()) } else { Ok(()) },
-                        );
-                        assert!(failed.is_err());
-                    }
+        let workers: Vec<_> =
+            (0..2u64)
+                .map(|t| {
+                    s.spawn(move || {
+                        count_this_thread();
+                        for round in 0..rounds {
+                            let keys: Vec<u64> = (0..200u64)
+                                .map(|i| (i * 31 + round * 7 + t) % 3_000)
+                                .collect();
+                            drop(tree.insert_batch(
+                                keys.iter().map(|&k| (k, Tracked::new(round, &VALUES))),
+                            ));
+                            drop(tree.remove_batch(keys.into_iter().filter(|k| k % 2 == 0)));
+                            let failed = tree.try_insert_batch(
+                                (0..50u64).map(|k| Ok::<_, ()>((k * 60, Tracked::new(k, &VALUES)))),
+                                |k, _, _| if *k == 1_200 { Err(()) } else { Ok(()) },
+                            );
+                            assert!(failed.is_err());
+                        }
+                    })
                 })
-            })
-            .collect();
+                .collect();
         // Joined explicitly: a scope's implicit join returns before the threads have exited.
         for worker in workers {
             worker.join().unwrap();
@@ -102,7 +80,7 @@ fn batch_churn_frees_every_allocation() {
         drop(collector); // This thread keeps freed page blocks for reuse (bounded); hand them back before counting.
         bwtree::release_recycled_pages();
     }
-    assert_eq!(LIVE_VALUES.load(Ordering::Relaxed), 0, "values leaked");
+    assert_eq!(VALUES.live(), 0, "values leaked");
     assert_eq!(
         settled_blocks(blocks_before),
         blocks_before,

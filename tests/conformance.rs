@@ -9,12 +9,20 @@
 //! - `edge_keys`: 0 and `u64::MAX` as ordinary keys and as bounds.
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bwtree::baselines::{CoarseLockMap, LockCouplingBTree, OlcBTree};
 use bwtree::{BwTree, ConcurrentMap, Config};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+
+mod support {
+    pub mod bounds;
+    pub mod rng;
+}
+
+use support::bounds::{arbitrary_bound, bound_of_kind, model_range};
+use support::rng::Rng;
 
 type Map = dyn ConcurrentMap<u64, u64>;
 
@@ -52,11 +60,7 @@ enum Op {
 }
 
 fn bound(g: &mut Gen) -> Bound<u64> {
-    match u8::arbitrary(g) % 3 {
-        0 => Bound::Included(Key::arbitrary(g).0),
-        1 => Bound::Excluded(Key::arbitrary(g).0),
-        _ => Bound::Unbounded,
-    }
+    arbitrary_bound(g, |g| Key::arbitrary(g).0)
 }
 
 impl Arbitrary for Op {
@@ -83,30 +87,14 @@ impl Arbitrary for Op {
     }
 }
 
-fn in_bounds(k: u64, lo: Bound<u64>, hi: Bound<u64>) -> bool {
-    let above_lo = match lo {
-        Bound::Included(l) => k >= l,
-        Bound::Excluded(l) => k > l,
-        Bound::Unbounded => true,
-    };
-    let below_hi = match hi {
-        Bound::Included(h) => k <= h,
-        Bound::Excluded(h) => k < h,
-        Bound::Unbounded => true,
-    };
-    above_lo && below_hi
-}
-
-/// The expected scan result, by filtering (`BTreeMap::range` would panic on inverted bounds).
+/// The expected scan result (nothing for empty and inverted bounds).
 fn model_scan(
     model: &BTreeMap<u64, u64>,
     lo: Bound<u64>,
     hi: Bound<u64>,
     limit: usize,
 ) -> Vec<(u64, u64)> {
-    model
-        .iter()
-        .filter(|&(&k, _)| in_bounds(k, lo, hi))
+    model_range(model, lo.as_ref(), hi.as_ref())
         .take(limit)
         .map(|(&k, &v)| (k, v))
         .collect()
@@ -225,25 +213,10 @@ fn tagged(key: u64, seq: u64) -> u64 {
     (key << 32) | (seq & 0xFFFF_FFFF)
 }
 
-/// A tiny xorshift generator; each thread seeds its own.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bound(&mut self) -> Bound<u64> {
-        let k = self.next() % (OVERLAP_KEYS + 16);
-        match self.next() % 3 {
-            0 => Bound::Included(k),
-            1 => Bound::Excluded(k),
-            _ => Bound::Unbounded,
-        }
-    }
+/// A bound of a random kind at a random key around the overlap range.
+fn random_bound(rng: &mut Rng) -> Bound<u64> {
+    let k = rng.next_u64() % (OVERLAP_KEYS + 16);
+    bound_of_kind(rng.next_u64(), k)
 }
 
 /// Checks one concurrent scan result: ascending, within bounds, at most `limit`, values tagged with
@@ -263,7 +236,7 @@ fn check_scan(
         "{name}: not ascending: {out:?}"
     );
     for &(k, v) in out {
-        assert!(in_bounds(k, lo, hi), "{name}: {k} outside {lo:?}..{hi:?}");
+        assert!((lo, hi).contains(&k), "{name}: {k} outside {lo:?}..{hi:?}");
         assert_eq!(
             v >> 32,
             k,
@@ -278,7 +251,7 @@ fn check_scan(
     let seen: Vec<u64> = out.iter().map(|&(k, _)| k).filter(|k| k % 2 == 0).collect();
     let stable: Vec<u64> = (0..OVERLAP_KEYS)
         .step_by(2)
-        .filter(|&k| in_bounds(k, lo, end) && in_bounds(k, lo, hi))
+        .filter(|k| (lo, end).contains(k) && (lo, hi).contains(k))
         .collect();
     assert_eq!(
         seen, stable,
@@ -296,7 +269,7 @@ fn overlapping_writers_and_scanners(map: &Map) {
         let writers: Vec<_> = (0..2u64)
             .map(|t| {
                 s.spawn(move || {
-                    let mut rng = Rng(0x1234_5678 + t);
+                    let mut rng = Rng::new(0x1234_5678 + t);
                     for round in 0..OVERLAP_ROUNDS {
                         for i in 0..OVERLAP_KEYS {
                             // Both writers walk the same keys, in opposite directions.
@@ -308,7 +281,7 @@ fn overlapping_writers_and_scanners(map: &Map) {
                                     old.is_some_and(|v| v >> 32 == k),
                                     "{name}: stable {k}: {old:?}"
                                 );
-                            } else if (rng.next() + round) % 2 == 0 {
+                            } else if (rng.next_u64() + round) % 2 == 0 {
                                 let old = map.insert(k, tagged(k, seq));
                                 assert!(old.is_none_or(|v| v >> 32 == k), "{name}: {k}: {old:?}");
                             } else {
@@ -323,17 +296,17 @@ fn overlapping_writers_and_scanners(map: &Map) {
         for t in 0..2u64 {
             let writers_done = &writers_done;
             s.spawn(move || {
-                let mut rng = Rng(0x9876_5431 + t);
+                let mut rng = Rng::new(0x9876_5431 + t);
                 let mut out = Vec::new();
                 // At least a few scans even if the writers finish first.
                 let mut scans = 0;
                 while scans < 20 || !writers_done.load(Ordering::Relaxed) {
-                    let (lo, hi) = (rng.bound(), rng.bound());
-                    let limit = [1, 10, 100, usize::MAX][(rng.next() % 4) as usize];
+                    let (lo, hi) = (random_bound(&mut rng), random_bound(&mut rng));
+                    let limit = [1, 10, 100, usize::MAX][(rng.next_u64() % 4) as usize];
                     out.clear();
                     let n = map.scan(lo.as_ref(), hi.as_ref(), limit, &mut out);
                     check_scan(name, lo, hi, limit, n, &out);
-                    let k = (rng.next() % OVERLAP_KEYS) & !1;
+                    let k = (rng.next_u64() % OVERLAP_KEYS) & !1;
                     assert_eq!(
                         map.get(&k).map(|v| v >> 32),
                         Some(k),

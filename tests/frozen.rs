@@ -5,15 +5,11 @@ use std::collections::BTreeMap;
 
 use bwtree::{BwTree, Config};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+mod support {
+    pub mod rng;
 }
+
+use support::rng::Rng;
 
 /// Every key of `0..domain` (present or not) and the extreme keys, through the view, on two
 /// threads at once.
@@ -37,9 +33,9 @@ fn check_view(tree: &mut BwTree, model: &BTreeMap<u64, u64>, domain: u64) -> u64
 fn insert_only_tree_routes_every_lookup_through_the_cache() {
     let mut tree = BwTree::with_config(Config::tiny()).unwrap();
     let mut model = BTreeMap::new();
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for _ in 0..20_000 {
-        let k = rng.next() % 50_000;
+        let k = rng.next_u64() % 50_000;
         tree.insert(k, k ^ 0xABCD);
         model.insert(k, k ^ 0xABCD);
     }
@@ -53,13 +49,13 @@ fn insert_only_tree_routes_every_lookup_through_the_cache() {
 fn view_stays_exact_across_merges_and_refreezes() {
     let mut tree = BwTree::with_config(Config::tiny()).unwrap();
     let mut model = BTreeMap::new();
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     const DOMAIN: u64 = 20_000;
     for round in 0..4 {
         // Churn: inserts and many removes, so pages split, merge and the root may collapse.
         for _ in 0..15_000 {
-            let k = rng.next() % DOMAIN;
-            if rng.next() % 3 == 0 {
+            let k = rng.next_u64() % DOMAIN;
+            if rng.next_u64() % 3 == 0 {
                 tree.insert(k, k + round);
                 model.insert(k, k + round);
             } else {

@@ -6,20 +6,16 @@ use std::ops::Bound;
 
 use bwtree::{BwTree, Config};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+mod support {
+    pub mod rng;
 }
 
+use support::rng::Rng;
+
 fn random_string(rng: &mut Rng) -> String {
-    let len = (rng.next() % 12) as usize;
+    let len = (rng.next_u64() % 12) as usize;
     (0..len)
-        .map(|_| (b'a' + (rng.next() % 6) as u8) as char)
+        .map(|_| (b'a' + (rng.next_u64() % 6) as u8) as char)
         .collect()
 }
 
@@ -28,10 +24,10 @@ fn string_keys_vec_values_against_model() {
     for config in [Config::tiny(), Config::default()] {
         let tree: BwTree<String, Vec<u8>> = BwTree::with_config(config).unwrap();
         let mut model = BTreeMap::new();
-        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        let mut rng = Rng::new(0x1234_5678_9ABC_DEF1);
         for i in 0..30_000u64 {
             let key = random_string(&mut rng);
-            match rng.next() % 10 {
+            match rng.next_u64() % 10 {
                 0..=4 => {
                     let value = i.to_le_bytes()[..(i % 8) as usize].to_vec();
                     assert_eq!(

@@ -10,43 +10,20 @@
 //! the tree and the collector reclaimed every value (drop counts).
 #![cfg(loom)]
 
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bwtree::epoch::Collector;
 use bwtree::{BwTree, CasKind, Config, Level};
 use loom::sync::Arc;
 use loom::thread;
 
-/// A value that counts its live copies (a plain std atomic: pure bookkeeping, not explored).
-#[derive(Debug)]
-struct Counted {
-    value: u64,
-    live: std::sync::Arc<AtomicIsize>,
+mod support {
+    pub mod tracked;
 }
 
-impl Counted {
-    fn new(value: u64, live: &std::sync::Arc<AtomicIsize>) -> Self {
-        live.fetch_add(1, Ordering::Relaxed);
-        Counted {
-            value,
-            live: live.clone(),
-        }
-    }
-}
+use support::tracked::{Counters, Tracked};
 
-impl Clone for Counted {
-    fn clone(&self) -> Self {
-        Counted::new(self.value, &self.live)
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-type Tree = BwTree<u64, Counted>;
+type Tree = BwTree<u64, Tracked>;
 
 fn config(leaf_capacity: usize, leaf_chain_threshold: usize) -> Config {
     Config {
@@ -62,11 +39,11 @@ fn config(leaf_capacity: usize, leaf_chain_threshold: usize) -> Config {
 }
 
 /// Runs `body` under loom with the given preemption bound. `body` gets a fresh tree (with its own
-/// collector), the collector, and the live-value counter; after it returns, the tree and collector
-/// are dropped and every value must have been freed.
+/// collector), the collector, and the model's value counters; after it returns, the tree and
+/// collector are dropped and every value must have been freed.
 fn model<F>(name: &str, preemptions: usize, config: Config, prefill: &'static [u64], body: F)
 where
-    F: Fn(Arc<Tree>, &Collector, &std::sync::Arc<AtomicIsize>) + Sync + Send + 'static,
+    F: Fn(Arc<Tree>, &Collector, &'static Counters) + Sync + Send + 'static,
 {
     // Per model (the test harness runs models on parallel threads).
     let executions = std::sync::Arc::new(AtomicUsize::new(0));
@@ -81,27 +58,25 @@ where
     builder.preemption_bound = Some(preemptions);
     // Prefill plus two structure modifications take well over loom's default 1,000 atomic steps.
     builder.max_branches = 20_000;
+    // One set of counters for all the model's executions (each must end with none live), leaked:
+    // a tree's values must be `'static`.
+    let live: &'static Counters = Box::leak(Box::new(Counters::new()));
     let started = std::time::Instant::now();
     builder.check(move || {
         counted.fetch_add(1, Ordering::Relaxed);
-        let live = std::sync::Arc::new(AtomicIsize::new(0));
         let collector = Collector::new();
         let tree = Arc::new(BwTree::with_collector(config.clone(), collector.clone()).unwrap());
         {
             let handle = collector.register();
             let pinned = tree.pin_with(&handle).unwrap();
             for &key in prefill {
-                pinned.insert(key, Counted::new(key, &live));
+                pinned.insert(key, Tracked::new(key, live));
             }
         }
-        body(tree.clone(), &collector, &live);
+        body(tree.clone(), &collector, live);
         drop(tree);
         drop(collector);
-        assert_eq!(
-            live.load(Ordering::Relaxed),
-            0,
-            "values leaked or double-freed"
-        );
+        assert_eq!(live.live(), 0, "values leaked or double-freed");
     });
     println!(
         "loom model {name}: {} executions, preemption bound {preemptions}, {:.1} s",
@@ -113,7 +88,7 @@ where
 /// Spawns a loom thread that runs `f` with a pinned handle of its own.
 fn spawn<F, R>(tree: &Arc<Tree>, collector: &Collector, f: F) -> thread::JoinHandle<R>
 where
-    F: FnOnce(&bwtree::Pinned<'_, u64, Counted>) -> R + Send + 'static,
+    F: FnOnce(&bwtree::Pinned<'_, u64, Tracked>) -> R + Send + 'static,
     R: Send + 'static,
 {
     let tree = tree.clone();
@@ -125,14 +100,14 @@ where
     })
 }
 
-fn value(v: Option<&Counted>) -> Option<u64> {
-    v.map(|c| c.value)
+fn value(v: Option<&Tracked>) -> Option<u64> {
+    v.map(Tracked::value)
 }
 
 fn contents(tree: &Tree) -> Vec<u64> {
     tree.iter()
         .map(|(k, v)| {
-            assert_eq!(k, v.value, "key {k} maps to the wrong value");
+            assert_eq!(k, v.value(), "key {k} maps to the wrong value");
             k
         })
         .collect()
@@ -146,12 +121,11 @@ fn two_inserts_into_the_same_page() {
         config(8, 8),
         &[5],
         |tree, collector, live| {
-            let (l1, l2) = (live.clone(), live.clone());
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(1, Counted::new(1, &l1)))
+                value(p.insert(1, Tracked::new(1, live)))
             });
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(2, Counted::new(2, &l2)))
+                value(p.insert(2, Tracked::new(2, live)))
             });
             assert_eq!(a.join().unwrap(), None);
             assert_eq!(b.join().unwrap(), None);
@@ -170,12 +144,11 @@ fn insert_races_consolidation() {
         config(8, 1),
         &[5],
         |tree, collector, live| {
-            let (l1, l2) = (live.clone(), live.clone());
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(1, Counted::new(1, &l1)))
+                value(p.insert(1, Tracked::new(1, live)))
             });
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(5, Counted::new(50, &l2)))
+                value(p.insert(5, Tracked::new(50, live)))
             });
             assert_eq!(a.join().unwrap(), None);
             assert_eq!(b.join().unwrap(), Some(5));
@@ -198,12 +171,11 @@ fn insert_races_split_of_the_same_page() {
         config(2, 8),
         &[10, 20],
         |tree, collector, live| {
-            let (l1, l2) = (live.clone(), live.clone());
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(30, Counted::new(30, &l1)))
+                value(p.insert(30, Tracked::new(30, live)))
             });
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(15, Counted::new(15, &l2)))
+                value(p.insert(15, Tracked::new(15, live)))
             });
             assert_eq!(a.join().unwrap(), None);
             assert_eq!(b.join().unwrap(), None);
@@ -222,12 +194,11 @@ fn two_splits_under_the_same_parent() {
         config(2, 8),
         &[10, 20, 30, 11],
         |tree, collector, live| {
-            let (l1, l2) = (live.clone(), live.clone());
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(12, Counted::new(12, &l1)))
+                value(p.insert(12, Tracked::new(12, live)))
             });
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(25, Counted::new(25, &l2)))
+                value(p.insert(25, Tracked::new(25, live)))
             });
             assert_eq!(a.join().unwrap(), None);
             assert_eq!(b.join().unwrap(), None);
@@ -245,9 +216,8 @@ fn reader_descends_while_a_split_happens() {
         config(2, 8),
         &[10, 20],
         |tree, collector, live| {
-            let l1 = live.clone();
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(30, Counted::new(30, &l1)))
+                value(p.insert(30, Tracked::new(30, live)))
             });
             let b = spawn(&tree, collector, move |p| {
                 (value(p.get(&20)), value(p.get(&10)))
@@ -270,10 +240,9 @@ fn remove_races_insert_of_the_same_key() {
         config(8, 8),
         &[5],
         |tree, collector, live| {
-            let l1 = live.clone();
             let a = spawn(&tree, collector, move |p| value(p.remove(&5)));
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(5, Counted::new(6, &l1)))
+                value(p.insert(5, Tracked::new(6, live)))
             });
             let (removed, replaced) = (a.join().unwrap(), b.join().unwrap());
             let now = value(tree.pin().get(&5));
@@ -296,9 +265,8 @@ fn range_scan_across_a_page_split() {
         config(2, 8),
         &[10, 20],
         |tree, collector, live| {
-            let l1 = live.clone();
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(30, Counted::new(30, &l1)))
+                value(p.insert(30, Tracked::new(30, live)))
             });
             let scanner = tree.clone();
             let b = thread::spawn(move || contents(&scanner));
@@ -363,10 +331,9 @@ fn insert_races_merge() {
         TWO_LEAVES,
         |tree, collector, live| {
             prefill_two_leaves(&tree, collector);
-            let l1 = live.clone();
             let a = spawn(&tree, collector, |p| value(p.remove(&21)));
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(25, Counted::new(25, &l1)))
+                value(p.insert(25, Tracked::new(25, live)))
             });
             assert_eq!(a.join().unwrap(), Some(21));
             assert_eq!(b.join().unwrap(), None);
@@ -414,9 +381,8 @@ fn merge_races_parent_split() {
         merging(),
         PREFILL,
         |tree, collector, live| {
-            let l1 = live.clone();
             let a = spawn(&tree, collector, move |p| {
-                value(p.insert(65, Counted::new(65, &l1)))
+                value(p.insert(65, Tracked::new(65, live)))
             });
             let b = spawn(&tree, collector, |p| value(p.remove(&60)));
             assert_eq!(a.join().unwrap(), None);
@@ -448,18 +414,17 @@ fn multi_page_split_races_insert_into_a_later_piece() {
             // Short-lived handles make this model nondeterministic under loom (see the `handles`
             // module docs); each thread keeps one instead.
             tree.loom_keep_thread_handles();
-            let (l1, l2) = (live.clone(), live.clone());
             let batcher = tree.clone();
             // The batch API takes no handle: the tree pins T1 with a handle of its own for T1.
             let a = thread::spawn(move || {
-                let pairs = [20, 30, 40, 50].map(|k| (k, Counted::new(k, &l1)));
+                let pairs = [20, 30, 40, 50].map(|k| (k, Tracked::new(k, live)));
                 let out = batcher.insert_batch(pairs);
                 let results: Vec<Option<u64>> =
                     out.results.iter().map(|r| value(r.as_ref())).collect();
                 results
             });
             let b = spawn(&tree, collector, move |p| {
-                value(p.insert(55, Counted::new(55, &l2)))
+                value(p.insert(55, Tracked::new(55, live)))
             });
             assert_eq!(a.join().unwrap(), vec![None; 4]);
             assert_eq!(b.join().unwrap(), None);

@@ -6,6 +6,12 @@
 use bwtree::epoch::Collector;
 use bwtree::{BwTree, Config};
 
+mod support {
+    pub mod rng;
+}
+
+use support::rng::Rng;
+
 #[test]
 fn concurrent_churn_for_memcheck() {
     // Every freed page must reach the allocator, or valgrind cannot see a use after free.
@@ -21,11 +27,9 @@ fn concurrent_churn_for_memcheck() {
         for t in 0..2u64 {
             let tree = &tree;
             s.spawn(move || {
-                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
                 for i in 0..ops {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
+                    let x = rng.next_u64();
                     let key = x % 600;
                     match x % 8 {
                         0..=3 => {

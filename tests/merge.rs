@@ -7,15 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bwtree::{BwTree, Config};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
+mod support {
+    pub mod rng;
 }
+
+use support::rng::Rng;
 
 /// Runs maintenance passes until one finds nothing to merge, split or consolidate.
 fn settle_down(tree: &BwTree) {
@@ -161,18 +157,18 @@ fn concurrent_removes_inserts_and_scans_on_shared_pages() {
                 .map(|t| {
                     let (tree, barrier) = (&tree, &barrier);
                     s.spawn(move || {
-                        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+                        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
                         let mut model = BTreeMap::new();
                         barrier.wait();
                         for round in 0..30u64 {
                             // Fill a stretch, then empty most of it: pages split, then merge.
-                            let start = rng.next() % SPAN;
+                            let start = rng.next_u64() % SPAN;
                             let owned = |k: u64| k % 10 != 0 && k % WRITERS == t;
                             for key in (start..start + 300).filter(|&k| owned(k)) {
                                 assert_eq!(tree.insert(key, round), model.insert(key, round));
                             }
-                            for key in
-                                (start..start + 300).filter(|&k| owned(k) && rng.next() % 8 != 0)
+                            for key in (start..start + 300)
+                                .filter(|&k| owned(k) && rng.next_u64() % 8 != 0)
                             {
                                 assert_eq!(tree.remove(&key), model.remove(&key));
                             }
@@ -183,11 +179,11 @@ fn concurrent_removes_inserts_and_scans_on_shared_pages() {
                 .collect();
             s.spawn(|| {
                 barrier.wait();
-                let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+                let mut rng = Rng::new(0xD1B5_4A32_D192_ED03);
                 let mut scans = 0;
                 while !done.load(Ordering::Acquire) || scans < 100 {
-                    let a = rng.next() % (SPAN + 300);
-                    let b = a + rng.next() % 400;
+                    let a = rng.next_u64() % (SPAN + 300);
+                    let b = a + rng.next_u64() % 400;
                     let got: Vec<(u64, u64)> = tree.range(a..b).collect();
                     assert!(
                         got.windows(2).all(|w| w[0].0 < w[1].0),
@@ -225,12 +221,12 @@ fn concurrent_removes_inserts_and_scans_on_shared_pages() {
 #[test]
 fn million_keys_ninety_percent_removed() {
     let tree: BwTree = BwTree::new();
-    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-    let mut keys: Vec<u64> = (0..1_000_000).map(|_| rng.next()).collect();
+    let mut rng = Rng::new(0x2545_F491_4F6C_DD1D);
+    let mut keys: Vec<u64> = (0..1_000_000).map(|_| rng.next_u64()).collect();
     keys.sort_unstable();
     keys.dedup();
     for i in (1..keys.len()).rev() {
-        keys.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+        keys.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
     }
     for &key in &keys {
         tree.insert(key, key);

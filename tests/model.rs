@@ -8,6 +8,14 @@ use std::ops::Bound;
 use bwtree::{BwTree, Config};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
+mod support {
+    pub mod bounds;
+    pub mod rng;
+}
+
+use support::bounds::{self, arbitrary_bound};
+use support::rng::Rng;
+
 /// Keys are drawn from a small domain so that operations collide, plus the extreme values.
 #[derive(Clone, Copy, Debug)]
 struct Key(u64);
@@ -44,11 +52,7 @@ enum Op {
 }
 
 fn bound(g: &mut Gen) -> Bound<u64> {
-    match u8::arbitrary(g) % 3 {
-        0 => Bound::Included(Key::arbitrary(g).0),
-        1 => Bound::Excluded(Key::arbitrary(g).0),
-        _ => Bound::Unbounded,
-    }
+    arbitrary_bound(g, |g| Key::arbitrary(g).0)
 }
 
 impl Arbitrary for Op {
@@ -78,17 +82,9 @@ impl Arbitrary for Op {
 
 /// BTreeMap panics on inverted ranges; the tree returns nothing. Model that.
 fn model_range(model: &BTreeMap<u64, u64>, lo: Bound<u64>, hi: Bound<u64>) -> Vec<(u64, u64)> {
-    let empty = match (lo, hi) {
-        (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l), Bound::Excluded(h))
-        | (Bound::Excluded(l), Bound::Included(h))
-        | (Bound::Excluded(l), Bound::Excluded(h)) => l >= h,
-        _ => false,
-    };
-    if empty {
-        return Vec::new();
-    }
-    model.range((lo, hi)).map(|(k, v)| (*k, *v)).collect()
+    bounds::model_range(model, lo.as_ref(), hi.as_ref())
+        .map(|(k, v)| (*k, *v))
+        .collect()
 }
 
 fn run(config: Config, ops: Vec<Op>) -> TestResult {
@@ -219,11 +215,9 @@ fn model_background_mode_without_thread() {
 fn grow_and_shrink_against_model() {
     let tree = BwTree::with_config(Config::tiny()).unwrap();
     let mut model = BTreeMap::new();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = Rng::new(0x2545_f491_4f6c_dd1d);
     for i in 0..60_000u64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        let x = rng.next_u64();
         let key = x % 20_000;
         if i < 40_000 || x % 4 == 0 {
             assert_eq!(tree.insert(key, i), model.insert(key, i));

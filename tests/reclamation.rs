@@ -4,41 +4,26 @@
 //!
 //! Everything runs in one `#[test]` so that no other test allocates concurrently with the counts.
 
-use std::sync::atomic::{AtomicIsize, Ordering};
-
 use bwtree::epoch::Collector;
 use bwtree::{BwTree, Config};
 
-#[path = "support/counting.rs"]
-mod counting;
+mod support {
+    pub mod counting;
+    pub mod rng;
+    pub mod tracked;
+}
 
-use counting::{Counting, count_this_thread, live_blocks, live_bytes, settled_blocks};
+use support::counting::{
+    Counting, count_this_thread, flush, live_blocks, live_bytes, settled_blocks,
+};
+use support::rng::Rng;
+use support::tracked::{Counters, Tracked};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// A value that counts its live instances.
-static LIVE_VALUES: AtomicIsize = AtomicIsize::new(0);
-
-#[derive(Debug, PartialEq)]
-struct Tracked(u64);
-
-impl Tracked {
-    fn new(v: u64) -> Self {
-        LIVE_VALUES.fetch_add(1, Ordering::Relaxed);
-        Tracked(v)
-    }
-}
-impl Clone for Tracked {
-    fn clone(&self) -> Self {
-        Tracked::new(self.0)
-    }
-}
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        LIVE_VALUES.fetch_sub(1, Ordering::Relaxed);
-    }
-}
+/// The live values.
+static VALUES: Counters = Counters::new();
 
 fn churn(tree: &BwTree<u64, Tracked>, rounds: u64, threads: u64) {
     // Joined explicitly: a scope's implicit join returns before the threads have fully exited, and
@@ -48,16 +33,14 @@ fn churn(tree: &BwTree<u64, Tracked>, rounds: u64, threads: u64) {
             .map(|tid| {
                 s.spawn(move || {
                     count_this_thread();
-                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (tid + 1);
+                    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (tid + 1));
                     for i in 0..rounds {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
+                        let x = rng.next_u64();
                         let key = x % 5_000;
                         if x % 3 == 0 {
                             drop(tree.remove(&key));
                         } else {
-                            drop(tree.insert(key, Tracked::new(i)));
+                            drop(tree.insert(key, Tracked::new(i, &VALUES)));
                         }
                     }
                 })
@@ -67,14 +50,6 @@ fn churn(tree: &BwTree<u64, Tracked>, rounds: u64, threads: u64) {
             worker.join().unwrap();
         }
     });
-}
-
-/// Advances the collector's epoch until deferred frees have run.
-fn flush(collector: &Collector) {
-    let handle = collector.register();
-    for _ in 0..64 {
-        handle.pin().flush();
-    }
 }
 
 #[test]
@@ -103,7 +78,7 @@ fn nothing_leaks() {
 
         // Every live value is accounted for: at most one per entry plus those in delta records.
         let entries = tree.len() as isize;
-        let live = LIVE_VALUES.load(Ordering::Relaxed);
+        let live = VALUES.live();
         assert!(live >= entries, "{live} live values for {entries} entries");
 
         drop(tree);
@@ -111,7 +86,7 @@ fn nothing_leaks() {
         drop(collector); // This thread keeps freed page blocks for reuse (bounded); hand them back before counting.
         bwtree::release_recycled_pages();
     }
-    assert_eq!(LIVE_VALUES.load(Ordering::Relaxed), 0, "values leaked");
+    assert_eq!(VALUES.live(), 0, "values leaked");
     assert_eq!(
         settled_blocks(blocks_before),
         blocks_before,
@@ -129,9 +104,5 @@ fn nothing_leaks() {
             bwtree::epoch::pin().flush();
         }
     }
-    assert_eq!(
-        LIVE_VALUES.load(Ordering::Relaxed),
-        0,
-        "values leaked with the default collector"
-    );
+    assert_eq!(VALUES.live(), 0, "values leaked with the default collector");
 }

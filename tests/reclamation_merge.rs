@@ -7,10 +7,13 @@
 use bwtree::epoch::Collector;
 use bwtree::{BwTree, Config};
 
-#[path = "support/counting.rs"]
-mod counting;
+mod support {
+    pub mod counting;
+}
 
-use counting::{Counting, count_this_thread, live_blocks, live_bytes, settled_blocks};
+use support::counting::{
+    Counting, count_this_thread, flush, live_blocks, live_bytes, settled_blocks,
+};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -43,13 +46,6 @@ fn fill_and_empty(tree: &BwTree<u64, u64>, threads: u64, keys: u64, rounds: u64)
 }
 
 const THREADS: u64 = 3;
-
-fn flush(collector: &Collector) {
-    let handle = collector.register();
-    for _ in 0..64 {
-        handle.pin().flush();
-    }
-}
 
 #[test]
 fn merges_and_collapses_free_every_page() {

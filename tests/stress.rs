@@ -7,6 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bwtree::{BwTree, Config};
 
+mod support {
+    pub mod rng;
+}
+
+use support::rng::Rng;
+
 const THREADS: u64 = 4;
 
 fn scale() -> u64 {
@@ -14,17 +20,6 @@ fn scale() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
-}
-
-/// A small xorshift generator: deterministic per thread, cheap, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 fn configs() -> Vec<(&'static str, Config)> {
@@ -57,11 +52,11 @@ fn disjoint_keys_exact_final_content() {
                 .map(|tid| {
                     let (tree, barrier) = (&tree, &barrier);
                     s.spawn(move || {
-                        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (tid + 1));
+                        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (tid + 1));
                         let mut model = BTreeMap::new();
                         barrier.wait();
                         for i in 0..ops_per_thread {
-                            let r = rng.next();
+                            let r = rng.next_u64();
                             let key = (r % 20_000) * THREADS + tid;
                             match r >> 60 {
                                 0..=8 => assert_eq!(tree.insert(key, i), model.insert(key, i)),
@@ -103,12 +98,12 @@ fn overlapping_keys_final_value_is_some_threads_last_write() {
                 .map(|tid| {
                     let (tree, barrier) = (&tree, &barrier);
                     s.spawn(move || {
-                        let mut rng = Rng(0xD1B5_4A32_D192_ED03 ^ (tid + 1));
+                        let mut rng = Rng::new(0xD1B5_4A32_D192_ED03 ^ (tid + 1));
                         // None: never touched; Some(None): last op removed; Some(Some(v)): inserted v.
                         let mut last = vec![None; keys as usize];
                         barrier.wait();
                         for i in 0..ops_per_thread {
-                            let r = rng.next();
+                            let r = rng.next_u64();
                             let key = r % keys;
                             let value = (tid << 40) | i;
                             if r >> 62 == 0 {
@@ -167,10 +162,10 @@ fn scans_during_splits_never_miss_stable_keys() {
             for tid in 0..2u64 {
                 let (tree, done) = (&tree, &done);
                 s.spawn(move || {
-                    let mut rng = Rng(0xA076_1D64_78BD_642F ^ (tid + 1));
+                    let mut rng = Rng::new(0xA076_1D64_78BD_642F ^ (tid + 1));
                     for _ in 0..writer_ops {
-                        let key = (rng.next() % (span / 2)) * 2 + 1;
-                        if rng.next() % 3 == 0 {
+                        let key = (rng.next_u64() % (span / 2)) * 2 + 1;
+                        if rng.next_u64() % 3 == 0 {
                             tree.remove(&key);
                         } else {
                             tree.insert(key, key);
@@ -182,12 +177,12 @@ fn scans_during_splits_never_miss_stable_keys() {
             for tid in 0..2u64 {
                 let (tree, done) = (&tree, &done);
                 s.spawn(move || {
-                    let mut rng = Rng(0xE703_7ED1_A0B4_28DB ^ (tid + 1));
+                    let mut rng = Rng::new(0xE703_7ED1_A0B4_28DB ^ (tid + 1));
                     let mut scans = 0u64;
                     while !done.load(Ordering::Acquire) || scans < 50 {
-                        let a = rng.next() % span;
-                        let b = a + rng.next() % 600;
-                        let forward = rng.next() % 2 == 0;
+                        let a = rng.next_u64() % span;
+                        let b = a + rng.next_u64() % 600;
+                        let forward = rng.next_u64() % 2 == 0;
                         let mut got: Vec<(u64, u64)> = tree.range(a..b).collect();
                         if !forward {
                             let mut rev: Vec<(u64, u64)> = tree.range(a..b).rev().collect();

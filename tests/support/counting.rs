@@ -1,25 +1,39 @@
-//! A counting global allocator for the leak tests, which include it with
-//! `#[path = "support/counting.rs"] mod counting;` and install it with `#[global_allocator]`.
+//! The counting global allocator of the memory tests. A `#[global_allocator]` is declared per test
+//! binary, so each binary that needs it includes this module and installs it in one line:
+//! ```text
+//! mod support { pub mod counting; }
+//! #[global_allocator]
+//! static GLOBAL: support::counting::Counting = support::counting::Counting;
+//! ```
 //!
 //! Only blocks allocated by *counted* threads — those that called [`count_this_thread`]: the test's
 //! own thread and the workers it spawns — are counted, wherever they are freed. Each block carries
 //! a tag in a small header in front of it, so a free is counted exactly when its allocation was.
+//! [`count_all_threads`] counts every thread's blocks from then on, for the tests that measure
+//! the whole process.
 //!
-//! Counting every thread's blocks is not enough: the test harness's main thread allocates
-//! concurrently with a test — after spawning the test's thread it records the running test and,
-//! the first time it waits for a result, sets up its channel context (blocks of 48 to 608 bytes
-//! that live until the test has finished) — so a count taken at the start of a test could include
-//! them or not, depending on scheduling, and the test then saw a few "leaked" blocks.
+//! Counting every thread's blocks is not enough for an exact leak check: the test harness's main
+//! thread allocates concurrently with a test — after spawning the test's thread it records the
+//! running test and, the first time it waits for a result, sets up its channel context (blocks of
+//! 48 to 608 bytes that live until the test has finished) — so a count taken at the start of a test
+//! could include them or not, depending on scheduling, and the test then saw a few "leaked" blocks.
+#![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+
+use bwtree::epoch::Collector;
 
 /// The allocator; see the module docs.
 pub struct Counting;
 
 static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+/// The most [`LIVE_BYTES`] held since the last [`reset_peak_bytes`].
+static PEAK_BYTES: AtomicIsize = AtomicIsize::new(0);
+/// Whether every thread's blocks are counted ([`count_all_threads`]).
+static ALL_THREADS: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
     /// Whether this thread's allocations are counted. `const`, no destructor: using it allocates
@@ -32,6 +46,11 @@ pub fn count_this_thread() {
     COUNTED.with(|counted| counted.set(true));
 }
 
+/// Counts the blocks every thread allocates from now on.
+pub fn count_all_threads() {
+    ALL_THREADS.store(true, Ordering::Relaxed);
+}
+
 /// Counted blocks allocated and not yet freed.
 pub fn live_blocks() -> isize {
     LIVE_BLOCKS.load(Ordering::Relaxed)
@@ -40,6 +59,26 @@ pub fn live_blocks() -> isize {
 /// Bytes of the counted live blocks (without the headers).
 pub fn live_bytes() -> isize {
     LIVE_BYTES.load(Ordering::Relaxed)
+}
+
+/// The most bytes [`live_bytes`] reached since the last [`reset_peak_bytes`].
+pub fn peak_bytes() -> isize {
+    PEAK_BYTES.load(Ordering::Relaxed)
+}
+
+/// Starts a new peak at the bytes live now, and returns them.
+pub fn reset_peak_bytes() -> isize {
+    let now = live_bytes();
+    PEAK_BYTES.store(now, Ordering::Relaxed);
+    now
+}
+
+/// Advances `collector`'s epoch until its deferred frees have run.
+pub fn flush(collector: &Collector) {
+    let handle = collector.register();
+    for _ in 0..64 {
+        handle.pin().flush();
+    }
 }
 
 /// The live block count once it has reached `expected` or stopped changing for 2 s: threads that
@@ -82,10 +121,13 @@ unsafe impl GlobalAlloc for Counting {
             return base;
         }
         // `try_with`: a thread's own exit may allocate after its thread-locals are gone.
-        let counted = COUNTED.try_with(Cell::get).unwrap_or(false);
+        let counted =
+            ALL_THREADS.load(Ordering::Relaxed) || COUNTED.try_with(Cell::get).unwrap_or(false);
         if counted {
             LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-            LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            let size = layout.size() as isize;
+            let now = LIVE_BYTES.fetch_add(size, Ordering::Relaxed) + size;
+            PEAK_BYTES.fetch_max(now, Ordering::Relaxed);
         }
         // SAFETY: `header >= 16` bytes were allocated before the returned part; the tag word sits
         // right before it, aligned because `header` is a multiple of 16.

@@ -50,13 +50,17 @@
 //! 3. fold the longest prefix that ends at a quiescent point (no operation in flight), has exactly
 //!    one reachable final value and leaves at least two operations into the initial value (every
 //!    linearization of the whole history passes through that value at that point).
+//!
+//! Each test binary that records histories uses part of this module, hence the module-wide
+//! `dead_code` allowance.
+#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use bwtree::ConcurrentMap;
 
-use super::Clock;
+use super::clock::Clock;
 
 /// What an operation asked of the map (the key is stored in [`Operation::key`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -9,17 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bwtree::ConcurrentMap;
 
-/// Whether no key can lie within `(lo, hi)`. `BTreeMap::range` panics on such bounds, while
-/// [`ConcurrentMap::scan`] must return nothing.
-fn bounds_empty(lo: Bound<&u64>, hi: Bound<&u64>) -> bool {
-    match (lo, hi) {
-        (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l), Bound::Excluded(h))
-        | (Bound::Excluded(l), Bound::Included(h))
-        | (Bound::Excluded(l), Bound::Excluded(h)) => l >= h,
-        _ => false,
-    }
-}
+use super::bounds::model_range;
 
 /// Appends the pairs of `map` within `(lo, hi)` to `out`, at most `limit` of them.
 fn scan_btree(
@@ -29,11 +19,8 @@ fn scan_btree(
     limit: usize,
     out: &mut Vec<(u64, u64)>,
 ) -> usize {
-    if bounds_empty(lo, hi) {
-        return 0;
-    }
     let before = out.len();
-    out.extend(map.range((lo, hi)).take(limit).map(|(k, v)| (*k, *v)));
+    out.extend(model_range(map, lo, hi).take(limit).map(|(k, v)| (*k, *v)));
     out.len() - before
 }
 

@@ -22,20 +22,25 @@
 //! returns names the write that produced it, and the write that *ended* it is the unique write whose
 //! returned previous value is that value. Those "ends" come from the map itself; the point
 //! operations' own correctness is the business of the linearizability checker
-//! ([`super::lincheck`]). Where they disagree with real time, the checker uses whichever gives the
+//! (`lincheck.rs`). Where they disagree with real time, the checker uses whichever gives the
 //! scan more leeway.
 //!
 //! # Recording
 //! Each thread records with a [`ScanRecorder`], which ticks the shared [`Clock`] immediately before
 //! and after every write and every whole scan.
+//!
+//! Each test binary that records histories uses part of this module, hence the module-wide
+//! `dead_code` allowance.
+#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 
 use bwtree::ConcurrentMap;
 
-use super::Clock;
+use super::bounds;
+use super::clock::Clock;
 
 /// What a recorded write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,17 +91,7 @@ pub struct Scan {
 
 impl Scan {
     fn contains(&self, key: u64) -> bool {
-        let above = match self.lo {
-            Bound::Included(lo) => key >= lo,
-            Bound::Excluded(lo) => key > lo,
-            Bound::Unbounded => true,
-        };
-        let below = match self.hi {
-            Bound::Included(hi) => key <= hi,
-            Bound::Excluded(hi) => key < hi,
-            Bound::Unbounded => true,
-        };
-        above && below
+        (self.lo, self.hi).contains(&key)
     }
 
     /// The bounds of the keys the scan was obliged to cover: its own bounds, cut at its last key if
@@ -110,18 +105,7 @@ impl Scan {
             },
             _ => self.hi,
         };
-        (!bounds_empty(self.lo, hi)).then_some((self.lo, hi))
-    }
-}
-
-/// Whether no key can lie within `(lo, hi)` (such bounds make `BTreeMap::range` panic).
-fn bounds_empty(lo: Bound<u64>, hi: Bound<u64>) -> bool {
-    match (lo, hi) {
-        (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l), Bound::Excluded(h))
-        | (Bound::Excluded(l), Bound::Included(h))
-        | (Bound::Excluded(l), Bound::Excluded(h)) => l >= h,
-        _ => false,
+        (!bounds::is_empty(self.lo.as_ref(), hi.as_ref())).then_some((self.lo, hi))
     }
 }
 

@@ -1,18 +1,6 @@
-//! Checkers shared by the integration tests: a linearizability checker for point operations and
-//! batch calls ([`lincheck`]), a consistency checker for range scans ([`scancheck`]), and small
-//! reference and deliberately broken maps that show what the checkers accept and reject ([`maps`]).
-//!
-//! Every checker works on *histories*: each recorded operation carries an invocation and a response
-//! timestamp read from one shared [`Clock`]. Nothing here depends on the Bw-tree's internals; any
-//! [`bwtree::ConcurrentMap<u64, u64>`] can be recorded and checked.
-//!
-//! Each test file includes this module with `mod support;` and uses only part of it, hence the
-//! module-wide `dead_code` allowance.
-#![allow(dead_code)]
-
-pub mod lincheck;
-pub mod maps;
-pub mod scancheck;
+//! What every recorded history shares: the one logical [`Clock`] that stamps its operations, and a
+//! spinning [`StartGate`] that starts the recording threads together. Used by the linearizability
+//! checker (`lincheck.rs`), the scan-consistency checker (`scancheck.rs`) and their workloads.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -85,53 +73,4 @@ impl StartGate {
             }
         }
     }
-}
-
-/// A small, fast, seedable pseudo-random generator (xorshift64*) for workload threads, so that they
-/// need neither a shared generator nor one more dependency.
-#[derive(Clone, Debug)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator seeded with `seed` (any value; zero is remapped).
-    pub fn new(seed: u64) -> Self {
-        XorShift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next 64 pseudo-random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A pseudo-random number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-}
-
-/// A seed for a test run: the value of the environment variable `name` if it is set and parses,
-/// otherwise one derived from the current time. Tests print it on failure so a run can be repeated
-/// (as far as thread scheduling allows).
-pub fn seed_from_env(name: &str) -> u64 {
-    if let Some(seed) = std::env::var(name).ok().and_then(|s| s.parse().ok()) {
-        return seed;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    now.as_secs() ^ u64::from(now.subsec_nanos()).rotate_left(32)
-}
-
-/// A count from the environment variable `name`, or `default` if it is unset or does not parse. Never
-/// below `default`: the variable can only raise the work a test does.
-pub fn count_from_env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .map_or(default, |n: u64| n.max(default))
 }
