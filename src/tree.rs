@@ -7,13 +7,12 @@ use crossbeam_epoch::{Collector, LocalHandle};
 
 use crate::config::{Config, ConfigError};
 use crate::iter::Range;
-use crate::mapping::{MappingTable, Pid};
+use crate::mapping::{MappingTable, Pid, RootPid};
 use crate::memory::handles::{Handles, TreeGuard};
 use crate::page;
 use crate::page::chain::First;
 use crate::protocol::traverse::Intent;
 use crate::research::counters::Stats;
-use crate::sync::{AtomicU64, Ordering};
 
 /// A lock-free ordered map: a Bw-tree.
 ///
@@ -35,7 +34,7 @@ use crate::sync::{AtomicU64, Ordering};
 pub struct BwTree<K = u64, V = u64> {
     pub(crate) table: MappingTable<K, V>,
     /// PID of the root page.
-    pub(crate) root: AtomicU64,
+    pub(crate) root: RootPid,
     pub(crate) config: Config,
     /// The epoch collector that protects this tree's pages, with the tree's pool of handles of it;
     /// `None` for crossbeam's default collector.
@@ -76,16 +75,17 @@ where
         let table = MappingTable::new();
         let tree = BwTree {
             table,
-            root: AtomicU64::new(0),
+            root: RootPid::new(Pid::NONE),
             stats: Stats::new(config.statistics),
             config,
             handles: collector.map(Handles::new),
         };
         let empty_leaf = page::leaf_base(None, None, Pid::NONE, core::iter::empty());
         let root = tree.table.allocate(empty_leaf, &tree.guard());
-        // Relaxed: the tree is not shared yet; publication to other threads happens through
-        // whatever shares the tree (a spawn, an `Arc`), which synchronises.
-        tree.root.store(root.0, Ordering::Relaxed);
+        // The tree is not shared yet: nothing races with this switch.
+        tree.root
+            .switch(Pid::NONE, root)
+            .expect("an unshared tree's root does not change");
         tree
     }
 
@@ -152,7 +152,7 @@ where
     /// The number of levels (1 for a tree that is a single leaf).
     pub fn height(&self) -> usize {
         let guard = &self.guard();
-        let root = Pid(self.root.load(Ordering::Acquire));
+        let root = self.root.load();
         let node = self
             .table
             .load(root, guard)

@@ -36,6 +36,7 @@ use crate::mapping::Pid;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, NodeRef};
 use crate::protocol::policy::{Action, Trigger};
+use crate::protocol::split::Cut;
 use crate::protocol::traverse::{Intent, PageRef, Restart};
 use crate::research::stats::CasKind;
 use crate::sync::retry_pause;
@@ -358,7 +359,8 @@ where
                 run.metrics.descents += 1;
                 let node = page.node();
                 if node.meta.size as usize > self.config.leaf_capacity {
-                    run.metrics.splits += self.split_leaf(page, guard);
+                    run.metrics.splits +=
+                        self.split_into(page, Cut::Capacity(self.config.leaf_capacity), guard);
                     // Look again: the leaf now ends earlier (or the split lost a race).
                     continue;
                 }

@@ -11,11 +11,10 @@
 use core::fmt;
 
 use crate::BwTree;
-use crate::bulk::split::even_pieces;
 use crate::config::{Config, ConfigError};
 use crate::mapping::Pid;
 use crate::page;
-use crate::sync::Ordering;
+use crate::protocol::split::even_pieces;
 
 /// The fill factor [`BwTree::from_sorted_iter`] uses: pages are filled to 90% of their capacity, so
 /// that later inserts into a bulk-loaded page do not split it at once.
@@ -128,9 +127,11 @@ where
                 height += 1;
                 level = build_inner(&tree, height, level, per_page(inner_capacity, 2), guard);
             }
-            let empty_root = Pid(tree.root.load(Ordering::Relaxed));
-            // Relaxed: the tree has not been shared yet; whatever shares it synchronises.
-            tree.root.store(level[0].1.0, Ordering::Relaxed);
+            let empty_root = tree.root.load();
+            // The tree has not been shared yet: nothing races with this switch.
+            tree.root
+                .switch(empty_root, level[0].1)
+                .expect("an unshared tree's root does not change");
             // The empty leaf the tree started with was never reachable by another thread.
             tree.table.free_unpublished(empty_root, guard);
         }

@@ -39,7 +39,6 @@ mod engine;
 mod load;
 mod multi_get;
 mod scan;
-mod split;
 
 use core::fmt;
 use std::time::Duration;

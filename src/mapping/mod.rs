@@ -26,9 +26,11 @@ use crate::research::fault::{self, Fault};
 use crate::sync::{AtomicPtr, Ordering, PUBLISHED_LOAD};
 
 mod pid;
+mod root;
 
 pub(crate) use pid::Pid;
 use pid::PidAllocator;
+pub(crate) use root::RootPid;
 
 /// Slots in segment 0; segment `s` has `FIRST_SEGMENT << s`. Under loom every slot is a tracked
 /// object, so segments start small there (and models still cross segment boundaries).
@@ -125,10 +127,11 @@ impl<K, V> MappingTable<K, V> {
         unsafe { NodeRef::from_raw(ptr) }
     }
 
-    /// Installs `new` as the state of `pid` if the current state is still `current`.
+    /// Installs `new` as the state of `pid` if the current state is still `current`, where `new`
+    /// is a delta on top of `current` (it links to it: nothing is unlinked).
     ///
-    /// This is the one way a published page changes. On failure the caller gets its node back to
-    /// retry with or to free.
+    /// This and [`MappingTable::replace`] are the ways a published page changes. On failure the
+    /// caller gets its node back to retry with or to free.
     #[inline]
     pub(crate) fn cas<'g>(
         &self,
@@ -140,7 +143,6 @@ impl<K, V> MappingTable<K, V> {
         let slot = self
             .slot(pid)
             .expect("CAS on a PID that was never allocated");
-        let new = new.into_raw();
         let expected = current.as_ptr() as *mut Node<K, V>;
         // AcqRel: Release publishes the new node's contents (and everything it points to) to the
         // threads that Acquire-load it; Acquire orders our later reads after the state we replaced.
@@ -155,21 +157,70 @@ impl<K, V> MappingTable<K, V> {
             let seen = slot.load(Ordering::Acquire);
             crate::sync::retry_pause();
             if seen == expected {
-                slot.store(new, Ordering::Release);
+                slot.store(new.as_ptr(), Ordering::Release);
                 Ok(seen)
             } else {
                 Err(seen)
             }
         } else {
-            slot.compare_exchange(expected, new, success, failure)
+            slot.compare_exchange(expected, new.as_ptr(), success, failure)
         };
         match outcome {
-            // SAFETY: we just published `new`; it is retired only after being unlinked, which
-            // cannot be observed before `_guard` is dropped.
-            Ok(_) => Ok(unsafe { NodeRef::from_raw(new) }.expect("non-null")),
-            // SAFETY: the CAS failed, so `new` was never published and is ours again.
-            Err(_) => Err(unsafe { OwnedNode::from_raw(new) }),
+            Ok(_) => {
+                let new = new.into_raw();
+                // SAFETY: we just published `new`; it is retired only after being unlinked, which
+                // cannot be observed before `_guard` is dropped.
+                Ok(unsafe { NodeRef::from_raw(new) }.expect("non-null"))
+            }
+            // The CAS failed: `new` was never published and is still ours.
+            Err(_) => Err(new),
         }
+    }
+
+    /// Like [`MappingTable::cas`] for a `new` state that does not link into `current`'s chain (a
+    /// new base page, or a split delta over one): on success the replaced chain is unlinked from
+    /// the table, and the caller gets it as an [`Unlinked`] to retire.
+    #[inline]
+    pub(crate) fn replace<'g>(
+        &self,
+        pid: Pid,
+        current: NodeRef<'g, K, V>,
+        new: OwnedNode<K, V>,
+        guard: &'g Guard,
+    ) -> Result<Replaced<'g, K, V>, OwnedNode<K, V>> {
+        debug_assert!(
+            !chain_contains(new.as_ref(), current),
+            "a replacing state links into the chain it replaces"
+        );
+        let installed = self.cas(pid, current, new, guard)?;
+        // The slot no longer points into `current`'s chain, `new` does not link into it, and no
+        // other slot or page does (see `Unlinked`).
+        Ok(Replaced {
+            installed,
+            old: Unlinked { head: current },
+        })
+    }
+
+    /// Completes a root collapse: if `root` still names `frozen`'s page `pid`, switches it to
+    /// `child`, clears `pid`'s slot (it still holds `frozen`: nothing is posted on a frozen root)
+    /// and hands back the old root's chain to retire. `Err` if another thread switched it first.
+    pub(crate) fn collapse_root<'g>(
+        &self,
+        root: &RootPid,
+        pid: Pid,
+        frozen: NodeRef<'g, K, V>,
+        child: Pid,
+        guard: &'g Guard,
+    ) -> Result<Unlinked<'g, K, V>, ()> {
+        root.switch(pid, child).map_err(|_| ())?;
+        // Only the winner of the root CAS gets here, once. The slot is cleared so that no thread
+        // loads the old root afterwards; those that loaded it before are pinned and see the
+        // collapse delta.
+        let cleared = self.release_removed(pid, frozen, guard);
+        debug_assert!(cleared, "a collapsed root's slot changed after the freeze");
+        // Unlinked: no page links to a root (it is nobody's child and nobody's right sibling), the
+        // root PID has moved on and the slot is cleared.
+        Ok(Unlinked { head: frozen })
     }
 
     /// Allocates a PID and publishes `page` as its first state.
@@ -262,6 +313,50 @@ impl<K, V> MappingTable<K, V> {
     pub(crate) fn high_water(&self) -> u64 {
         self.pids.high_water()
     }
+}
+
+/// A page state that a successful [`MappingTable::replace`] (or root collapse) has unlinked: its
+/// slot no longer points into it and no live node links to it, so threads that pin from now on
+/// cannot reach it. Only the table makes one; `memory::reclaim::retire` consumes it, which is
+/// the only way a published chain is freed while the tree is in use.
+#[must_use = "an unlinked chain must be retired, or it leaks"]
+pub(crate) struct Unlinked<'g, K, V> {
+    head: NodeRef<'g, K, V>,
+}
+
+impl<'g, K, V> Unlinked<'g, K, V> {
+    /// The head of the unlinked chain.
+    pub(crate) fn head(&self) -> NodeRef<'g, K, V> {
+        self.head
+    }
+}
+
+/// A successful [`MappingTable::replace`]: the installed state, and the chain it unlinked.
+pub(crate) struct Replaced<'g, K, V> {
+    /// The new state of the page.
+    pub(crate) installed: NodeRef<'g, K, V>,
+    /// The replaced chain, to retire.
+    pub(crate) old: Unlinked<'g, K, V>,
+}
+
+/// Whether `node`'s chain (its `next` links, merge deltas' right states included) reaches `target`.
+fn chain_contains<K, V>(node: NodeRef<'_, K, V>, target: NodeRef<'_, K, V>) -> bool {
+    let mut pending = vec![node];
+    while let Some(mut at) = pending.pop() {
+        loop {
+            if at.as_ptr() == target.as_ptr() {
+                return true;
+            }
+            if let Body::Merge(merge) = at.body() {
+                pending.push(merge.right_state());
+            }
+            match at.next() {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+    }
+    false
 }
 
 impl<K, V> Drop for MappingTable<K, V> {

@@ -6,13 +6,13 @@
 //! pinned at the time of the retirement has unpinned: those are the only threads that could have
 //! loaded a pointer into it. Freeing walks the chain from its newest node through every `next` link.
 //!
-//! The argument for each `retire_chain` call site, in short:
+//! The argument for each [`retire`] call, in short:
 //! 1. the CAS that replaced the chain succeeded, so the slot no longer points into it;
 //! 2. no other live node points into it: new base pages own copies of every key they need, and
 //!    only older nodes of the same chain point at each other;
 //! 3. no other slot points into it: the chain may own the chains of pages merged into it (through
 //!    merge deltas), and the slot of such a page is cleared by the thread whose merge CAS succeeded
-//!    only *after* that CAS. So `retire_chain` itself first clears every such slot that still
+//!    only *after* that CAS. So `retire` itself first clears every such slot that still
 //!    points into the chain ([`MappingTable::release_merged`]); otherwise a thread that pinned after
 //!    the retirement could still load the merged page from its slot — a maintenance pass visiting
 //!    every PID does — and read it after the deferred free;
@@ -21,21 +21,18 @@
 
 use crossbeam_epoch::Guard;
 
-use crate::mapping::MappingTable;
-use crate::page::{Node, NodeRef, free_chain};
+use crate::mapping::{MappingTable, Unlinked};
+use crate::page::{Node, free_chain};
 
-/// Hands a replaced chain to the epoch collector, after clearing the slots of merged pages that
-/// still point into it. See the module docs for why this is safe.
-///
-/// # Safety
-/// `head` must have just been unlinked from `table` by a successful CAS (or by the CAS that moved
-/// the root away from its PID, with the slot cleared), and no live node may point into the chain;
-/// it must not be retired twice.
-pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
+/// Hands a chain that one CAS unlinked to the epoch collector, after clearing the slots of merged
+/// pages that still point into it. See the module docs for why this is safe; the [`Unlinked`]
+/// token is the proof of steps 1 and 2, and since it is consumed, a chain is retired once.
+pub(crate) fn retire<K: Send + 'static, V: Send + 'static>(
     table: &MappingTable<K, V>,
-    head: NodeRef<'_, K, V>,
+    unlinked: Unlinked<'_, K, V>,
     guard: &Guard,
 ) {
+    let head = unlinked.head();
     // Step 3 of the module docs: must happen before the deferral below.
     table.release_merged(head, guard);
     let chain = SendChain(head.as_ptr() as *mut Node<K, V>);
@@ -47,8 +44,9 @@ pub(crate) unsafe fn retire_chain<K: Send + 'static, V: Send + 'static>(
     }
     let free = move || {
         let chain = chain;
-        // SAFETY: the caller's contract: the chain is unreachable for every thread that pins after
-        // the retirement, and the collector runs this only after all earlier pins ended.
+        // SAFETY: `Unlinked` guarantees the chain is unreachable for every thread that pins after
+        // the retirement (steps 1–3), and the collector runs this only after all earlier pins
+        // ended (step 4).
         unsafe { free_chain(chain.0) }
     };
     // SAFETY: the closure owns nothing borrowed (only the chain pointer, and `K`, `V` are `Send +

@@ -427,10 +427,8 @@ fn base_page<K, V>(
 
 /// A finished base page as a node.
 fn finish<K, V>(page: Block<BaseHeader<K, V>>) -> OwnedNode<K, V> {
-    OwnedNode {
-        // `BaseHeader` is `#[repr(C)]` with the node header first.
-        ptr: page.finish().cast(),
-    }
+    // `BaseHeader` is `#[repr(C)]` with the node header first.
+    OwnedNode::new(page.finish().cast())
 }
 
 /// Frees a base page: its bounds, its entries and its block.

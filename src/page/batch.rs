@@ -91,10 +91,8 @@ pub(crate) fn batch_delta<K, V>(
         block.initialised, len,
         "ExactSizeIterator reported a wrong length"
     );
-    OwnedNode {
-        // `BatchHeader` is `#[repr(C)]` with the node header first.
-        ptr: block.finish().cast(),
-    }
+    // `BatchHeader` is `#[repr(C)]` with the node header first.
+    OwnedNode::new(block.finish().cast())
 }
 
 /// Frees a batch delta: its entries and its memory (not its successors).

@@ -159,10 +159,8 @@ fn boxed<T, K, V>(node: T) -> OwnedNode<K, V> {
     // SAFETY: `allocate` returned a fresh block for `T`'s layout (size and alignment), which
     // nobody else can see yet.
     unsafe { ptr.as_ptr().write(node) };
-    OwnedNode {
-        // `T` is a `#[repr(C)]` node type whose first field is the header.
-        ptr: ptr.cast(),
-    }
+    // `T` is a `#[repr(C)]` node type whose first field is the header.
+    OwnedNode::new(ptr.cast())
 }
 
 /// Drops a delta record built by [`boxed`] as a `T` and releases its block.
@@ -208,24 +206,29 @@ pub(crate) fn delete_delta<K, V>(
     })
 }
 
-/// A split delta on top of `lower`, the new base page of the left half.
+/// A split delta on top of `lower`, the new base page of the left half, which it takes over: the
+/// two are published (or freed) together.
 pub(crate) fn split_delta<K, V>(
-    lower: NodeRef<'_, K, V>,
+    lower: OwnedNode<K, V>,
     separator: K,
     right: Pid,
     right_high: Option<K>,
 ) -> OwnedNode<K, V> {
-    let mut node = delta_header(lower, Kind::Split, lower.meta.size);
+    let mut node = delta_header(lower.as_ref(), Kind::Split, lower.as_ref().meta.size);
     // A split moves no key into the page: lookups below the separator may keep the shortcut, and
     // lookups at or above it never reach this page (they move right first).
-    node.meta.slots = lower.meta.slots;
-    boxed(SplitDelta {
+    node.meta.slots = lower.as_ref().meta.slots;
+    let mut delta = boxed(SplitDelta {
         node,
         next: lower.as_ptr(),
         separator,
         right,
         right_high,
-    })
+    });
+    // The split delta owns the lower half from here on (it is the next node of its chain).
+    let _ = lower.into_raw();
+    delta.owns_chain = true;
+    delta
 }
 
 /// An index-entry delta on top of `prev` (an inner page that now has `size` children).

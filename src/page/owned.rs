@@ -9,30 +9,41 @@ use super::delta::*;
 use super::{Kind, Node, NodeRef, batch};
 
 /// A node that has not been published (or whose publication CAS failed): freed on drop.
+///
+/// Most unpublished nodes are a delta on top of a published head, which they do not own; a split
+/// delta is built on top of the fresh base page of its lower half, which it does own
+/// (`owns_chain`): dropping it frees both.
 pub(crate) struct OwnedNode<K, V> {
     pub(super) ptr: NonNull<Node<K, V>>,
+    /// Whether the node's successors are unpublished too and belong to it.
+    pub(super) owns_chain: bool,
 }
 
 // SAFETY: an unpublished node is exclusively owned; sending it sends its keys and values.
 unsafe impl<K: Send + Sync, V: Send + Sync> Send for OwnedNode<K, V> {}
 
 impl<K, V> OwnedNode<K, V> {
+    /// A node that owns nothing but itself.
+    #[inline]
+    pub(super) fn new(ptr: NonNull<Node<K, V>>) -> Self {
+        OwnedNode {
+            ptr,
+            owns_chain: false,
+        }
+    }
+
+    /// The node's address (for the CAS that publishes it).
+    #[inline]
+    pub(crate) fn as_ptr(&self) -> *mut Node<K, V> {
+        self.ptr.as_ptr()
+    }
+
     /// Gives up ownership: the caller has published the node (or handed it to a chain that owns it).
     #[inline]
     pub(crate) fn into_raw(self) -> *mut Node<K, V> {
         let ptr = self.ptr.as_ptr();
         core::mem::forget(self);
         ptr
-    }
-
-    /// # Safety
-    /// `ptr` must come from [`OwnedNode::into_raw`] of a node that was never published, or that is
-    /// exclusively owned again (a lost CAS hands the node back).
-    #[inline]
-    pub(crate) unsafe fn from_raw(ptr: *mut Node<K, V>) -> Self {
-        OwnedNode {
-            ptr: NonNull::new(ptr).expect("null node"),
-        }
     }
 
     /// A shared view of the node (for building a delta on top of it before publication).
@@ -85,8 +96,15 @@ impl<K, V> OwnedNode<K, V> {
 
 impl<K, V> Drop for OwnedNode<K, V> {
     fn drop(&mut self) {
-        // SAFETY: an `OwnedNode` is the only owner of an unpublished node.
-        unsafe { free_node(self.ptr.as_ptr()) }
+        // SAFETY: an `OwnedNode` is the only owner of an unpublished node, and of its successors
+        // when `owns_chain` says so (they were never published either).
+        unsafe {
+            if self.owns_chain {
+                free_chain(self.ptr.as_ptr());
+            } else {
+                free_node(self.ptr.as_ptr());
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::mapping::Pid;
-use crate::memory::reclaim::retire_chain;
+use crate::memory::reclaim::retire;
 use crate::page::{self, chain};
 use crate::protocol::traverse::PageRef;
 use crate::research::stats::{CasKind, Counter};
@@ -54,14 +54,13 @@ where
                 &pids,
             )
         };
-        let installed = self.table.cas(page.pid, page.node, base, guard);
+        let installed = self.table.replace(page.pid, page.node, base, guard);
         self.stats.cas(CasKind::Consolidate, installed.is_ok());
         match installed {
-            Ok(_) => {
+            Ok(replaced) => {
                 self.stats.done(Counter::Consolidation, node.meta.level, 1);
-                // SAFETY: the CAS just unlinked the old chain; the new base page owns copies of
-                // everything it needs, so nothing live points into the old chain.
-                unsafe { retire_chain(&self.table, page.node, guard) };
+                // The new base page owns copies of everything it needs from the old chain.
+                retire(&self.table, replaced.old, guard);
                 true
             }
             // Never published: dropping it frees it.

@@ -76,13 +76,13 @@
 use crossbeam_epoch::Guard;
 
 use crate::BwTree;
-use crate::memory::reclaim::retire_chain;
+use crate::memory::reclaim::retire;
 use crate::page::chain::{self, At, Below};
 use crate::page::{self, Body, Removal, RemovalState};
 use crate::protocol::policy::Trigger;
 use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::{CasKind, Counter};
-use crate::sync::{Arc, Ordering, retry_pause};
+use crate::sync::{Arc, retry_pause};
 
 impl<K, V> BwTree<K, V>
 where
@@ -351,23 +351,13 @@ where
     /// Finishes the root collapse whose collapse delta is `page`'s newest node.
     pub(crate) fn help_collapse(&self, page: PageRef<'_, K, V>, guard: &Guard) {
         let child = chain::collect_inner(page.node())[0].1;
-        // AcqRel: Release publishes the new root PID (its page was published long ago); Acquire on
-        // failure: we only learn that someone else finished.
-        let switched = self
-            .root
-            .compare_exchange(page.pid.0, child.0, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        self.stats.cas(CasKind::RootCollapse, switched);
-        if switched {
-            // Only the winner gets here, once. The slot is cleared first so that no thread loads
-            // the old root afterwards; those that loaded it before are pinned and see the collapse.
-            // It still holds the collapse delta (nothing is posted on a frozen root), so the clear
-            // succeeds and the PID is recycled once.
-            let cleared = self.table.release_removed(page.pid, page.node, guard);
-            debug_assert!(cleared, "a collapsed root's slot changed after the freeze");
-            // SAFETY: the old root is unreachable now (no parent links to a root, the root PID moved
-            // on, its slot is cleared) and its chain is retired exactly once, by the CAS winner.
-            unsafe { retire_chain(&self.table, page.node, guard) };
+        let collapsed = self
+            .table
+            .collapse_root(&self.root, page.pid, page.node, child, guard);
+        self.stats.cas(CasKind::RootCollapse, collapsed.is_ok());
+        if let Ok(old_root) = collapsed {
+            // Retired exactly once, by the winner of the root CAS.
+            retire(&self.table, old_root, guard);
         }
     }
 }

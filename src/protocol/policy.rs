@@ -146,8 +146,7 @@ where
 
     /// Whether `pid` is the root page now.
     pub(crate) fn is_root(&self, pid: crate::mapping::Pid) -> bool {
-        // Acquire: pairs with the Release of the CAS that installed the root.
-        self.root.load(crate::sync::Ordering::Acquire) == pid.0
+        self.root.is(pid)
     }
 
     /// Capacity and chain threshold of pages at `level` (threshold 0 with

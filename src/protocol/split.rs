@@ -14,7 +14,19 @@
 //! Step 3 is done by whoever needs it first: the splitter right after step 2, or any thread that
 //! wants to post on the split page or cross its right link while the split delta is still the newest
 //! node of the chain ([`BwTree::complete_split`], called from the traversal). If step 2 fails, `Q` is
-//! freed at once: it was never reachable.
+//! freed: it was never linked.
+//!
+//! # Into more than two pieces
+//! A batch can leave a leaf holding many times its capacity. Halving it again and again would copy
+//! its records once per halving; instead ([`Cut::Capacity`]) the content is cut into `k` pieces of
+//! at most the capacity (sizes as even as possible), installed as a chain of ordinary half-splits:
+//! pieces `k-1, ..., 1` are built right to left under fresh PIDs, every piece but the last with a
+//! split delta on top naming its right neighbour — an unfinished split, exactly what a page looks
+//! like between steps 2 and 3. One CAS on the page (step 2, the linearization point) makes all of
+//! them reachable, and the index entries are posted left to right. A thread can only reach piece
+//! `i` through piece `i-1`'s right link (or the parent entry that completing piece `i-1`'s split
+//! posts), so the splits are completed in order, whoever completes them. An ordinary split is the
+//! case `k = 2` ([`Cut::Halves`]).
 //!
 //! A split of the root cannot post to a parent: instead a new root with the two halves as children
 //! is published under a fresh PID and the tree's root PID is switched to it with one CAS. Until that
@@ -26,13 +38,13 @@ use crossbeam_epoch::Guard;
 
 use crate::BwTree;
 use crate::mapping::Pid;
-use crate::memory::reclaim::retire_chain;
+use crate::memory::reclaim::retire;
 use crate::page::chain::{self, At};
-use crate::page::{self, Body, OwnedNode, RemovalState};
+use crate::page::{self, Body, NodeRef, OwnedNode, RemovalState};
 use crate::protocol::consolidate::{cloned_records, split_children};
 use crate::protocol::traverse::{Intent, PageRef, Restart};
 use crate::research::stats::{CasKind, Counter, RestartCause};
-use crate::sync::{Ordering, retry_pause};
+use crate::sync::retry_pause;
 
 impl<K, V> BwTree<K, V>
 where
@@ -42,93 +54,100 @@ where
     /// Splits `page` in two (steps 1–3 of the module docs). Returns whether the split delta was
     /// installed.
     pub(crate) fn split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+        self.split_into(page, Cut::Halves, guard) > 0
+    }
+
+    /// Splits `page` into pieces cut by `cut` (see the module docs): one CAS on `page` makes all
+    /// of them reachable. Returns the number of pages created; 0 if there was nothing to split or
+    /// the page changed meanwhile (the caller looks again).
+    pub(crate) fn split_into(&self, page: PageRef<'_, K, V>, cut: Cut, guard: &Guard) -> usize {
         if self.finish_top_smo(page, guard).is_err() {
-            return false;
+            return 0;
         }
         let node = page.node();
         let level = node.meta.level;
-        let low = node.low().cloned();
+        let content = Content::collect(node);
+        let sizes = cut.sizes(content.len());
+        if sizes.len() < 2 {
+            return 0;
+        }
+        let mut starts = Vec::with_capacity(sizes.len() + 1);
+        let mut at = 0;
+        for size in &sizes {
+            starts.push(at);
+            at += size;
+        }
+        starts.push(at);
         let high = node.high().cloned();
-        let right = node.meta.right;
-        let (lower, upper_pid, separator): (OwnedNode<K, V>, _, K) = if node.is_leaf() {
-            let mut records = Vec::with_capacity(node.meta.size as usize);
-            chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
-            if records.len() < 2 {
-                return false;
-            }
-            let middle = records.len() / 2;
-            let separator = records[middle].0.clone();
-            let upper = page::leaf_base(
-                Some(separator.clone()),
-                high.clone(),
-                right,
-                cloned_records(&records[middle..]),
-            );
-            let upper_pid = self.table.allocate(upper, guard);
-            let lower = page::leaf_base(
-                low,
-                Some(separator.clone()),
-                upper_pid,
-                cloned_records(&records[..middle]),
-            );
-            (lower, upper_pid, separator)
-        } else {
-            let children = chain::collect_inner(node);
-            if children.len() < 2 {
-                return false;
-            }
-            let middle = children.len() / 2;
-            let separator = children[middle]
-                .0
-                .expect("only the first child lacks a low key")
-                .clone();
-            let (separators, pids) = split_children(&children[middle..]);
-            let upper = page::inner_base(
+        // Step 1: pieces k-1 .. 1, right to left, each linked to the one after it; every piece but
+        // the last carries the unfinished split towards its right neighbour.
+        let mut right = node.meta.right;
+        let mut pieces: Vec<(Pid, NodeRef<'_, K, V>)> = Vec::with_capacity(sizes.len() - 1);
+        for i in (1..sizes.len()).rev() {
+            let low = content.low_key(starts[i]).clone();
+            let next_low = (i + 1 < sizes.len()).then(|| content.low_key(starts[i + 1]).clone());
+            let base = content.page(
+                starts[i]..starts[i + 1],
                 level,
-                Some(separator.clone()),
-                high.clone(),
+                Some(low),
+                next_low.clone().or_else(|| high.clone()),
                 right,
-                separators,
-                &pids,
             );
-            let upper_pid = self.table.allocate(upper, guard);
-            let (separators, pids) = split_children(&children[..middle]);
-            let lower = page::inner_base(
-                level,
-                low,
-                Some(separator.clone()),
-                upper_pid,
-                separators,
-                &pids,
-            );
-            (lower, upper_pid, separator)
-        };
-        // The split delta owns the lower half from here on (it is the next node of its chain).
-        let delta = page::split_delta(lower.as_ref(), separator, upper_pid, high);
-        let _ = lower.into_raw();
-        let installed = self.table.cas(page.pid, page.node, delta, guard);
+            let state = match next_low {
+                Some(separator) => page::split_delta(base, separator, right, high.clone()),
+                None => base,
+            };
+            right = self.table.allocate(state, guard);
+            let published = self
+                .table
+                .load(right, guard)
+                .expect("a page just allocated is in the table");
+            pieces.push((right, published));
+        }
+        // Step 2: the page keeps piece 0 and points at piece 1.
+        let separator = content.low_key(starts[1]).clone();
+        let lower = content.page(
+            0..sizes[0],
+            level,
+            node.low().cloned(),
+            Some(separator.clone()),
+            right,
+        );
+        let delta = page::split_delta(lower, separator, right, high);
+        let installed = self.table.replace(page.pid, page.node, delta, guard);
         self.stats.cas(CasKind::Split, installed.is_ok());
         match installed {
-            Ok(installed) => {
-                self.stats.done(Counter::Split, level, 1);
-                // SAFETY: the CAS unlinked the old chain; the new halves own copies of every key.
-                unsafe { retire_chain(&self.table, page.node, guard) };
+            Ok(replaced) => {
+                self.stats
+                    .done(Counter::Split, level, (sizes.len() - 1) as u64);
+                // The pieces own copies of every key and value of the old chain.
+                retire(&self.table, replaced.old, guard);
                 crate::research::fault::split_delta_installed();
-                let split_page = PageRef {
+                // Step 3, left to right. A piece's entry can only be posted once its left
+                // neighbour's is; if one fails here, the next thread that meets it completes it.
+                let first = PageRef {
                     pid: page.pid,
-                    node: installed,
+                    node: replaced.installed,
                 };
-                // Step 3. If it fails here, the next thread that meets the split completes it.
-                let _ = self.complete_split(split_page, guard);
-                true
+                let rest = pieces
+                    .iter()
+                    .rev()
+                    .map(|&(pid, node)| PageRef { pid, node });
+                for piece in core::iter::once(first).chain(rest) {
+                    if self.complete_split(piece, guard).is_err() {
+                        break;
+                    }
+                }
+                sizes.len() - 1
             }
             Err(delta) => {
-                // Neither the split delta nor the lower half (its successor) was ever published.
-                let delta = delta.into_raw();
-                // SAFETY: exclusively ours: the CAS that would have published it failed.
-                unsafe { page::free_chain(delta) };
-                self.table.free_unpublished(upper_pid, guard);
-                false
+                // Neither the split delta nor the lower half (which it owns) was published.
+                drop(delta);
+                for (pid, _) in pieces {
+                    // Never linked: only this thread knows the PIDs.
+                    self.table.free_unpublished(pid, guard);
+                }
+                0
             }
         }
     }
@@ -265,8 +284,7 @@ where
         right: Pid,
         guard: &Guard,
     ) -> Result<(), Restart> {
-        // Acquire: pairs with the Release of a competing root installation.
-        let root = Pid(self.root.load(Ordering::Acquire));
+        let root = self.root.load();
         if root != page.pid {
             // Another thread already grew the tree (a parent level will now be found), or the page
             // is no longer the root. (The cause is not counted: the caller retries its own step.)
@@ -289,17 +307,100 @@ where
             &[page.pid, right],
         );
         let new_pid = self.table.allocate(new_root, guard);
-        // AcqRel: Release publishes the new root PID after its page (stored with Release in
-        // `allocate`); Acquire on failure: we look at the winner's root next.
-        let switched =
-            self.root
-                .compare_exchange(root.0, new_pid.0, Ordering::AcqRel, Ordering::Acquire);
+        let switched = self.root.switch(root, new_pid);
         self.stats.cas(CasKind::RootGrow, switched.is_ok());
         match switched {
             Ok(_) => Ok(()),
             Err(_) => {
                 self.table.free_unpublished(new_pid, guard);
                 Err(Restart(RestartCause::SplitView))
+            }
+        }
+    }
+}
+
+/// How a split cuts a page's entries.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Cut {
+    /// In two halves (the lower one holds the smaller half of an odd count): an ordinary split.
+    Halves,
+    /// Into the fewest pieces of at most this many entries, sizes as even as possible: a page a
+    /// batch left far over capacity.
+    Capacity(usize),
+}
+
+impl Cut {
+    /// The piece sizes for `len` entries.
+    fn sizes(self, len: usize) -> Vec<usize> {
+        match self {
+            Cut::Halves if len < 2 => vec![len],
+            Cut::Halves => vec![len / 2, len - len / 2],
+            Cut::Capacity(capacity) => even_pieces(len, capacity),
+        }
+    }
+}
+
+/// Sizes of the fewest pieces of at most `capacity` records that `len` records fit in, as even as
+/// possible (so every piece is more than half full when there are several).
+pub(crate) fn even_pieces(len: usize, capacity: usize) -> Vec<usize> {
+    if len == 0 {
+        return Vec::new();
+    }
+    let count = len.div_ceil(capacity);
+    let (base, extra) = (len / count, len % count);
+    (0..count).map(|i| base + usize::from(i < extra)).collect()
+}
+
+/// A page's logical content, collected for a split.
+enum Content<'g, K, V> {
+    Leaf(Vec<(&'g K, &'g V)>),
+    Inner(Vec<(Option<&'g K>, Pid)>),
+}
+
+impl<'g, K: Ord + Clone, V: Clone> Content<'g, K, V> {
+    fn collect(node: NodeRef<'g, K, V>) -> Self {
+        if node.is_leaf() {
+            let mut records = Vec::with_capacity(node.meta.size as usize);
+            chain::collect_leaf(node, Bound::Unbounded, Bound::Unbounded, &mut records);
+            Content::Leaf(records)
+        } else {
+            Content::Inner(chain::collect_inner(node))
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Content::Leaf(records) => records.len(),
+            Content::Inner(children) => children.len(),
+        }
+    }
+
+    /// The smallest key of entry `i > 0`: the low key of a piece that starts there.
+    fn low_key(&self, i: usize) -> &'g K {
+        match self {
+            Content::Leaf(records) => records[i].0,
+            Content::Inner(children) => {
+                children[i].0.expect("only the first child lacks a low key")
+            }
+        }
+    }
+
+    /// A base page at `level` holding `entries`, covering `[low, high)`, with right link `right`.
+    fn page(
+        &self,
+        entries: core::ops::Range<usize>,
+        level: u8,
+        low: Option<K>,
+        high: Option<K>,
+        right: Pid,
+    ) -> OwnedNode<K, V> {
+        match self {
+            Content::Leaf(records) => {
+                page::leaf_base(low, high, right, cloned_records(&records[entries]))
+            }
+            Content::Inner(children) => {
+                let (separators, pids) = split_children(&children[entries]);
+                page::inner_base(level, low, high, right, separators, &pids)
             }
         }
     }
@@ -364,5 +465,15 @@ mod tests {
         }
         assert!(last_height >= 6, "{last_height}");
         tree.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn pieces_are_even_and_fit() {
+        use super::even_pieces;
+        assert_eq!(even_pieces(0, 4), Vec::<usize>::new());
+        assert_eq!(even_pieces(4, 4), vec![4]);
+        assert_eq!(even_pieces(5, 4), vec![3, 2]);
+        assert_eq!(even_pieces(9, 4), vec![3, 3, 3]);
+        assert_eq!(even_pieces(130, 64), vec![44, 43, 43]);
     }
 }

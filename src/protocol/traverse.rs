@@ -30,7 +30,7 @@ use crate::page::{Body, Kind, NodeRef, RemovalState};
 use crate::research::counters::Local;
 use crate::research::fault::{self, Fault};
 use crate::research::stats::{RestartCause, SmoKind};
-use crate::sync::{PUBLISHED_LOAD, retry_pause};
+use crate::sync::retry_pause;
 
 /// A page as loaded at one moment: its PID and the head of its chain.
 pub(crate) struct PageRef<'g, K, V> {
@@ -211,9 +211,7 @@ where
             retry_pause();
         };
         'restart: loop {
-            // Acquire: pairs with the Release of the CAS that installed this root PID
-            // (`PUBLISHED_LOAD`, see `sync`).
-            let root = Pid(self.root.load(PUBLISHED_LOAD));
+            let root = self.root.load();
             // A root below the target level means the level does not exist. Checked before settling
             // on the root: settling may help a split of the root, and helping a split is what asks
             // for the level above it, so doing it here would recurse.

@@ -92,7 +92,7 @@ where
             self.consolidate_inner_pages(guard);
             self.cache_child_heads(guard);
             self.table
-                .load(Pid(self.root.load(Ordering::Acquire)), guard)
+                .load(self.root.load(), guard)
                 .expect("the root page always exists")
                 .as_ptr()
         };

@@ -8,7 +8,6 @@ use crate::mapping::Pid;
 use crate::page::NodeRef;
 use crate::page::chain;
 use crate::protocol::traverse::Intent;
-use crate::sync::Ordering;
 
 /// A broken structural invariant found by [`BwTree::check_invariants`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,7 +52,7 @@ where
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let guard = &self.guard();
         // Acquire: pairs with the Release CAS that installed the root.
-        let root = Pid(self.root.load(Ordering::Acquire));
+        let root = self.root.load();
         let root_level = self
             .node_at(root, guard)
             .map_or(0, |n| n.meta.level as usize);
@@ -198,7 +197,7 @@ where
         use fmt::Write;
         let guard = &self.guard();
         let mut out = String::new();
-        let _ = writeln!(out, "root {:?}", self.root.load(Ordering::Acquire));
+        let _ = writeln!(out, "root {:?}", self.root.load());
         for raw in 1..=self.table.high_water() {
             let Some(head) = self.table.load(Pid(raw), guard) else {
                 continue;
