@@ -108,26 +108,26 @@ where
     /// previous value is the one that CAS replaced.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let guard = &self.guard();
-        self.upsert(key, value, guard).cloned()
+        self.insert_in(key, value, guard).cloned()
     }
 
     /// The value stored for `key`. Linearizable.
     pub fn get(&self, key: &K) -> Option<V> {
         let guard = &self.guard();
-        self.lookup(key, guard).cloned()
+        self.get_in(key, guard).cloned()
     }
 
     /// Removes `key` and returns the value it had; `None`, with nothing posted, if it was absent.
     /// Linearizable.
     pub fn remove(&self, key: &K) -> Option<V> {
         let guard = &self.guard();
-        self.delete(key, guard).cloned()
+        self.remove_in(key, guard).cloned()
     }
 
     /// Whether `key` is present. Linearizable.
     pub fn contains_key(&self, key: &K) -> bool {
         let guard = &self.guard();
-        self.lookup(key, guard).is_some()
+        self.get_in(key, guard).is_some()
     }
 
     /// An ascending, double-ended iterator over the pairs whose keys lie in `range`.
@@ -281,22 +281,22 @@ where
 {
     /// The value stored for `key`, borrowed. Linearizable.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.tree.lookup(key, &self.guard)
+        self.tree.get_in(key, &self.guard)
     }
 
     /// Whether `key` is present. Linearizable.
     pub fn contains_key(&self, key: &K) -> bool {
-        self.tree.lookup(key, &self.guard).is_some()
+        self.tree.get_in(key, &self.guard).is_some()
     }
 
     /// Inserts or overwrites `key`; returns the previous value, borrowed. Linearizable.
     pub fn insert(&self, key: K, value: V) -> Option<&V> {
-        self.tree.upsert(key, value, &self.guard)
+        self.tree.insert_in(key, value, &self.guard)
     }
 
     /// Removes `key`; returns the value it had, borrowed. Linearizable.
     pub fn remove(&self, key: &K) -> Option<&V> {
-        self.tree.delete(key, &self.guard)
+        self.tree.remove_in(key, &self.guard)
     }
 
     /// Unpins and re-pins, letting reclamation advance. Needs `&mut self`, so no borrowed value

@@ -32,14 +32,12 @@ use crossbeam_epoch::Guard;
 
 use super::{BatchMetrics, Progress};
 use crate::BwTree;
-use crate::mapping::Pid;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, NodeRef};
 use crate::protocol::policy::{Action, Trigger};
 use crate::protocol::split::Cut;
-use crate::protocol::traverse::{Intent, PageRef, Restart};
+use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::CasKind;
-use crate::sync::retry_pause;
 
 /// One input item on its way into the tree.
 pub(crate) struct Entry<K, V> {
@@ -319,20 +317,8 @@ where
                     run.metrics.cas_failures += 1;
                     let back = delta.into_batch_entries();
                     scratch.group = merge_back(back, slots.drain(..), held);
-                    page = self.relocate_leaf(page.pid, &scratch.group[0].key, guard);
+                    page = self.relocate(page.pid, &scratch.group[0].key, guard);
                 }
-            }
-        }
-    }
-
-    /// After a lost CAS on leaf `pid`: the leaf that now covers `key`, ready for a post.
-    fn relocate_leaf<'g>(&self, pid: Pid, key: &K, guard: &'g Guard) -> PageRef<'g, K, V> {
-        retry_pause();
-        match self.settle(pid, &At(key), Intent::Write, guard) {
-            Ok(page) => page,
-            Err(Restart(cause)) => {
-                self.stats.restart(cause);
-                self.find_leaf(&At(key), Intent::Write, guard)
             }
         }
     }

@@ -122,41 +122,18 @@ where
                 return Err(Restart(RestartCause::PageGone));
             };
             let page = PageRef { pid, node };
-            match node.body() {
-                // A page frozen for removal or collapse: finish that first, then start over (its keys
-                // are moving, so the route that led here is out of date).
-                Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
-                    self.stats.help(SmoKind::Remove);
-                    self.help_remove(page, guard);
-                    return Err(Restart(RestartCause::PageRemoved));
-                }
-                Body::Collapse => {
-                    self.stats.help(SmoKind::Collapse);
-                    self.help_collapse(page, guard);
-                    return Err(Restart(RestartCause::RootCollapsed));
-                }
-                // A pending index-term-delete on top is committed by whoever sees it (see `merge`).
-                Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
-                    self.stats.help(SmoKind::IndexDelete);
-                    delete.removal.decide(true);
-                }
-                _ => {}
-            }
-            let unfinished_split = node.kind == Kind::Split;
+            self.help_gate(page, guard)?;
             if probe.right_of(node.high()) {
-                // Counted as help-along only if the entry was missing (the split was unfinished).
-                if unfinished_split
-                    && !fault::active(Fault::SkipHelpAlong)
-                    && self.complete_split(page, guard)?
-                {
-                    self.stats.help(SmoKind::Split);
+                // Crossing the right link of a split whose entry may be missing: post it first.
+                if node.kind == Kind::Split {
+                    self.help_split(page, guard)?;
                 }
                 pid = node.meta.right;
                 debug_assert!(!pid.is_none(), "a bounded page always has a right sibling");
                 continue;
             }
-            if intent == Intent::Write {
-                self.finish_top_smo(page, guard)?;
+            if intent == Intent::Write && node.kind == Kind::Split {
+                self.help_split(page, guard)?;
             }
             return Ok(page);
         }
@@ -196,6 +173,7 @@ where
 
     /// [`BwTree::descend`], counting into `stats` (the caller's counters, looked up once per
     /// operation): restarts by cause, and the chain length of every page it settles on.
+    #[inline]
     pub(crate) fn descend_counted<'g, P: Probe<K>>(
         &self,
         probe: &P,
@@ -204,101 +182,123 @@ where
         guard: &'g Guard,
         stats: Option<Local<'_>>,
     ) -> Option<PageRef<'g, K, V>> {
-        let restart = |cause| {
-            if let Some(stats) = stats {
-                stats.restart(cause);
-            }
-            retry_pause();
-        };
-        'restart: loop {
-            let root = self.root.load();
-            // A root below the target level means the level does not exist. Checked before settling
-            // on the root: settling may help a split of the root, and helping a split is what asks
-            // for the level above it, so doing it here would recurse.
-            let root_node = match self.table.load(root, guard) {
-                Some(node) if node.meta.level < level => return None,
-                Some(node) => node,
-                None => {
-                    restart(RestartCause::PageGone);
-                    continue 'restart;
-                }
-            };
-            // The root's head just loaded serves as `settle`'s first load.
-            let mut page = match self.settle_loaded(root, root_node, probe, Intent::Read, guard) {
-                Ok(page) => page,
+        self.retry(stats, || {
+            self.try_descend(probe, level, intent, guard, stats)
+        })
+    }
+
+    /// Runs `attempt` until it does not restart, counting each restart by its cause.
+    #[inline]
+    pub(crate) fn retry<T>(
+        &self,
+        stats: Option<Local<'_>>,
+        mut attempt: impl FnMut() -> Result<T, Restart>,
+    ) -> T {
+        loop {
+            match attempt() {
+                Ok(result) => return result,
                 Err(Restart(cause)) => {
-                    restart(cause);
-                    continue 'restart;
-                }
-            };
-            loop {
-                let node = page.node();
-                let here = node.meta.level;
-                if let Some(stats) = stats {
-                    stats.chain(here, node.meta.depth);
-                }
-                if here < level {
-                    return None;
-                }
-                if here == level {
-                    if intent == Intent::Write {
-                        if let Err(Restart(cause)) = self.finish_top_smo(page, guard) {
-                            restart(cause);
-                            continue 'restart;
-                        }
+                    if let Some(stats) = stats {
+                        stats.restart(cause);
                     }
-                    return Some(page);
-                }
-                let child = chain::inner_route(node, probe);
-                match self.settle(child, probe, Intent::Read, guard) {
-                    // A child is always exactly one level down; anything else is a stale route.
-                    Ok(next) if next.node().meta.level + 1 == here => page = next,
-                    Ok(_) => {
-                        restart(RestartCause::StaleRoute);
-                        continue 'restart;
-                    }
-                    Err(Restart(cause)) => {
-                        restart(cause);
-                        continue 'restart;
-                    }
+                    retry_pause();
                 }
             }
         }
     }
 
+    /// One descent from the root (see [`BwTree::descend`]); `Err` if it must start over.
+    #[inline]
+    fn try_descend<'g, P: Probe<K>>(
+        &self,
+        probe: &P,
+        level: u8,
+        intent: Intent,
+        guard: &'g Guard,
+        stats: Option<Local<'_>>,
+    ) -> Result<Option<PageRef<'g, K, V>>, Restart> {
+        let root = self.root.load();
+        // A root below the target level means the level does not exist. Checked before settling
+        // on the root: settling may help a split of the root, and helping a split is what asks
+        // for the level above it, so doing it here would recurse.
+        let root_node = match self.table.load(root, guard) {
+            Some(node) if node.meta.level < level => return Ok(None),
+            Some(node) => node,
+            None => return Err(Restart(RestartCause::PageGone)),
+        };
+        // The root's head just loaded serves as `settle`'s first load.
+        let mut page = self.settle_loaded(root, root_node, probe, Intent::Read, guard)?;
+        loop {
+            let node = page.node();
+            let here = node.meta.level;
+            if let Some(stats) = stats {
+                stats.chain(here, node.meta.depth);
+            }
+            if here < level {
+                return Ok(None);
+            }
+            if here == level {
+                if intent == Intent::Write {
+                    self.finish_top_smo(page, guard)?;
+                }
+                return Ok(Some(page));
+            }
+            let child = chain::inner_route(node, probe);
+            let next = self.settle(child, probe, Intent::Read, guard)?;
+            // A child is always exactly one level down; anything else is a stale route.
+            if next.node().meta.level + 1 != here {
+                return Err(Restart(RestartCause::StaleRoute));
+            }
+            page = next;
+        }
+    }
+
     /// Finishes whatever unfinished structure modification is the newest node of `page`, so that a
-    /// delta may be posted on top of it or the chain replaced: completes a split, commits a pending
-    /// index-term-delete, and helps a removal or collapse (after which the page is gone or changed:
-    /// `Err(Restart)`).
+    /// delta may be posted on top of it or the chain replaced: completes a split, and helps a
+    /// frozen or gated head along ([`BwTree::help_gate`]).
     pub(crate) fn finish_top_smo(
         &self,
         page: PageRef<'_, K, V>,
         guard: &Guard,
     ) -> Result<(), Restart> {
+        if let Body::Split(_) = page.node().body() {
+            self.help_split(page, guard)?;
+        }
+        self.help_gate(page, guard)
+    }
+
+    /// Completes the split whose delta is `page`'s newest node (help-along), counting it if this
+    /// call posted the missing entry.
+    fn help_split(&self, page: PageRef<'_, K, V>, guard: &Guard) -> Result<(), Restart> {
+        if !fault::active(Fault::SkipHelpAlong) && self.complete_split(page, guard)? {
+            self.stats.help(SmoKind::Split);
+        }
+        Ok(())
+    }
+
+    /// Help-along for a head that freezes its page or gates posts on it: a removal or a root
+    /// collapse in progress is finished, after which the page is gone or changed (`Err`: the route
+    /// that led here is out of date); a pending index-term-delete is committed (nothing may be
+    /// posted over it, see `merge`). Any other head needs nothing.
+    fn help_gate(&self, page: PageRef<'_, K, V>, guard: &Guard) -> Result<(), Restart> {
         match page.node().body() {
-            Body::Split(_) if !fault::active(Fault::SkipHelpAlong) => {
-                let posted = self.complete_split(page, guard)?;
-                if posted {
-                    self.stats.help(SmoKind::Split);
-                }
-            }
-            Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
-                self.stats.help(SmoKind::IndexDelete);
-                delete.removal.decide(true);
-            }
             Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
                 self.stats.help(SmoKind::Remove);
                 self.help_remove(page, guard);
-                return Err(Restart(RestartCause::PageRemoved));
+                Err(Restart(RestartCause::PageRemoved))
             }
             Body::Collapse => {
                 self.stats.help(SmoKind::Collapse);
                 self.help_collapse(page, guard);
-                return Err(Restart(RestartCause::RootCollapsed));
+                Err(Restart(RestartCause::RootCollapsed))
             }
-            _ => {}
+            Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Pending => {
+                self.stats.help(SmoKind::IndexDelete);
+                delete.removal.decide(true);
+                Ok(())
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// The leaf that covers `probe`.

@@ -28,14 +28,14 @@ where
 {
     /// The value stored for `key`, borrowed for the guard's lifetime.
     #[inline]
-    pub(crate) fn lookup<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
+    pub(crate) fn get_in<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
         let op = self.stats.op(OpKind::Get);
         let leaf = self.find_leaf_counted(&At(key), Intent::Read, guard, op.local());
         chain::leaf_get(leaf.node(), key)
     }
 
     /// Inserts or overwrites `key`; returns the value it replaced.
-    pub(crate) fn upsert<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
+    pub(crate) fn insert_in<'g>(&self, key: K, value: V, guard: &'g Guard) -> Option<&'g V> {
         let op = self.stats.op(OpKind::Insert);
         let mut page = self.find_leaf_counted(&At(&key), Intent::Write, guard, op.local());
         let mut delta = page::insert_delta(page.node(), key, value, 0, None);
@@ -70,7 +70,7 @@ where
     }
 
     /// Removes `key`; returns the value it had. Posts nothing if the key is absent.
-    pub(crate) fn delete<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
+    pub(crate) fn remove_in<'g>(&self, key: &K, guard: &'g Guard) -> Option<&'g V> {
         let op = self.stats.op(OpKind::Remove);
         let mut page = self.find_leaf_counted(&At(key), Intent::Write, guard, op.local());
         let mut delta: Option<OwnedNode<K, V>> = None;
@@ -108,7 +108,7 @@ where
     }
 
     /// After a lost CAS on leaf `pid`: the leaf that now covers `key`, ready for a post.
-    fn relocate<'g>(&self, pid: Pid, key: &K, guard: &'g Guard) -> PageRef<'g, K, V> {
+    pub(crate) fn relocate<'g>(&self, pid: Pid, key: &K, guard: &'g Guard) -> PageRef<'g, K, V> {
         crate::sync::retry_pause();
         match self.settle(pid, &At(key), Intent::Write, guard) {
             Ok(page) => page,
