@@ -11,6 +11,8 @@
 //! and removes are refilled outside the timed part (criterion's `iter_batched` setup). Keys are
 //! chosen in a scrambled order over the whole key set, so lookups miss the caches as they would in
 //! a large index. Throughput under concurrency is the lab's job (`cargo run --release --example lab`).
+// `clippy.toml`'s atomics rule is for the crate's `src/`: tests and tools use std's atomics.
+#![allow(clippy::disallowed_types)]
 
 use std::collections::VecDeque;
 use std::hint::black_box;

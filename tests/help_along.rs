@@ -4,6 +4,8 @@
 //!
 //! Needs the test-only `fault-injection` feature, which provides the stall hook:
 //! `cargo test --release --features fault-injection --test help_along`.
+// `clippy.toml`'s atomics rule is for the crate's `src/`: tests and tools use std's atomics.
+#![allow(clippy::disallowed_types)]
 #![cfg(feature = "fault-injection")]
 
 use std::sync::Arc;

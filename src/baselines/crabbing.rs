@@ -572,7 +572,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use crate::sync::unmodeled::{AtomicBool, Ordering};
 
     fn all(tree: &LockCouplingBTree<u64, u64>) -> Vec<(u64, u64)> {
         let mut out = Vec::new();

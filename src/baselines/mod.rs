@@ -56,9 +56,9 @@ pub use coarse::CoarseLockMap;
 pub use crabbing::LockCouplingBTree;
 pub use olc::OlcBTree;
 
+use crate::sync::unmodeled::{AtomicU64, AtomicUsize, Ordering};
 use core::ops::Bound;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use crossbeam_utils::CachePadded;

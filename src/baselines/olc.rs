@@ -3,6 +3,7 @@
 //!
 //! The protocol is documented on the type, [`OlcBTree`].
 
+use crate::sync::unmodeled::{AtomicPtr, AtomicU64, Ordering, fence};
 use core::alloc::Layout;
 use core::fmt;
 use core::marker::PhantomData;
@@ -10,7 +11,6 @@ use core::mem::{align_of, size_of};
 use core::ops::Bound;
 use core::ptr::{self, NonNull};
 use std::alloc::{alloc_zeroed, dealloc, handle_alloc_error};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering, fence};
 
 use crossbeam_utils::CachePadded;
 

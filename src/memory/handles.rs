@@ -102,7 +102,7 @@ pub(crate) struct Handles {
     /// Set by `BwTree::loom_keep_thread_handles` (a std atomic: a switch set before the model's
     /// threads start, not part of what loom explores).
     #[cfg(loom)]
-    keep_thread_handles: std::sync::atomic::AtomicBool,
+    keep_thread_handles: crate::sync::unmodeled::AtomicBool,
 }
 
 impl Handles {
@@ -113,7 +113,7 @@ impl Handles {
             #[cfg(loom)]
             per_thread: loom_handles::PerThread::default(),
             #[cfg(loom)]
-            keep_thread_handles: std::sync::atomic::AtomicBool::new(false),
+            keep_thread_handles: crate::sync::unmodeled::AtomicBool::new(false),
             collector,
         }
     }
@@ -140,7 +140,7 @@ impl Handles {
         // Relaxed: set before the model's threads are spawned, which orders it before their loads.
         if self
             .keep_thread_handles
-            .load(std::sync::atomic::Ordering::Relaxed)
+            .load(crate::sync::unmodeled::Ordering::Relaxed)
         {
             TreeGuard::unpooled(self.per_thread.pin(&self.collector))
         } else {
@@ -153,7 +153,7 @@ impl Handles {
     pub(crate) fn keep_thread_handles(&self) {
         // Relaxed: see `pin`.
         self.keep_thread_handles
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+            .store(true, crate::sync::unmodeled::Ordering::Relaxed);
     }
 }
 
@@ -219,9 +219,9 @@ mod loom_handles {
 
 #[cfg(not(loom))]
 mod pool {
+    use crate::sync::unmodeled::{AtomicBool, Ordering};
     use core::cell::{Cell, UnsafeCell};
     use core::mem::ManuallyDrop;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     use crossbeam_epoch::{Collector, LocalHandle};
     use crossbeam_utils::CachePadded;

@@ -125,8 +125,8 @@ fn class_of(layout: Layout) -> Option<Class> {
 
 #[cfg(not(loom))]
 mod imp {
+    use crate::sync::unmodeled::{AtomicBool, Ordering};
     use core::cell::RefCell;
-    use core::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
 

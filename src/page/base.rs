@@ -33,7 +33,7 @@ fn leaf_layout<K, V>(len: usize) -> BlockLayout<2> {
 /// A child pointer cached in an inner base page by [`BwTree::freeze_routes`](crate::BwTree::freeze_routes)
 /// (null otherwise). A plain std atomic even under loom: it is written and read only while the tree
 /// is exclusively borrowed by a frozen view, so no thread races on it.
-pub(crate) type CachedChild = core::sync::atomic::AtomicPtr<u8>;
+pub(crate) type CachedChild = crate::sync::unmodeled::AtomicPtr<u8>;
 
 /// Layout of an inner base page with `len` children: the header, `len - 1` separators, `len` child
 /// PIDs and `len` [`CachedChild`] slots.
@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn a_panicking_clone_in_a_run_copy_frees_what_was_built() {
-        use std::sync::atomic::{AtomicIsize, Ordering};
+        use crate::sync::unmodeled::{AtomicIsize, Ordering};
         // Live instances, and the clone (counted from 1) that panics; 0: none does.
         static LIVE: AtomicIsize = AtomicIsize::new(0);
         static CLONES_LEFT: AtomicIsize = AtomicIsize::new(0);
@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn a_panicking_clone_while_building_frees_what_was_built() {
-        use std::sync::atomic::{AtomicIsize, Ordering};
+        use crate::sync::unmodeled::{AtomicIsize, Ordering};
         static LIVE: AtomicIsize = AtomicIsize::new(0);
         struct Probe;
         impl Probe {

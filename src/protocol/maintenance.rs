@@ -13,9 +13,9 @@
 //! operations leave this work to the thread (up to a hard limit); in the default inline mode the
 //! thread only picks up what operations left behind.
 
+use crate::sync::unmodeled::AtomicBool;
 #[cfg(not(loom))]
 use std::sync::Weak;
-use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 #[cfg(not(loom))]
 use std::time::Duration;
@@ -109,7 +109,7 @@ where
             .spawn(move || {
                 let mut total = MaintenanceReport::default();
                 // Relaxed: the flag carries no data; `stop` joins the thread, which synchronises.
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                while !flag.load(crate::sync::unmodeled::Ordering::Relaxed) {
                     let Some(tree) = tree.upgrade() else { break };
                     let pass = tree.run_maintenance();
                     drop(tree);
@@ -146,7 +146,8 @@ impl MaintenanceHandle {
 
     fn shutdown(&mut self) -> MaintenanceReport {
         // Relaxed: see the load in the thread; the join below synchronises.
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.stop
+            .store(true, crate::sync::unmodeled::Ordering::Relaxed);
         match self.thread.take() {
             Some(thread) => {
                 thread.thread().unpark();

@@ -82,18 +82,18 @@ pub fn stall_at_next_split() {
 /// [`stall_at_next_split`].
 #[cfg(feature = "fault-injection")]
 pub fn stalled_threads() -> usize {
-    STALLED.load(std::sync::atomic::Ordering::SeqCst)
+    STALLED.load(crate::sync::unmodeled::Ordering::SeqCst)
 }
 
 #[cfg(feature = "fault-injection")]
-static STALLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static STALLED: crate::sync::unmodeled::AtomicUsize = crate::sync::unmodeled::AtomicUsize::new(0);
 
 /// Called by the splitter between steps 2 and 3.
 #[inline]
 pub(crate) fn split_delta_installed() {
     #[cfg(feature = "fault-injection")]
     if STALL_AFTER_SPLIT.with(|flag| flag.get()) {
-        STALLED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        STALLED.fetch_add(1, crate::sync::unmodeled::Ordering::SeqCst);
         loop {
             std::thread::park();
         }

@@ -22,7 +22,7 @@
 //! Dropping the view leaves the cached pointers in place, stale as soon as the tree changes; they
 //! are never read again until the next `freeze_routes` overwrites every one of them.
 
-use core::sync::atomic::Ordering;
+use crate::sync::unmodeled::Ordering;
 
 use crossbeam_epoch::Guard;
 
@@ -46,7 +46,7 @@ pub struct FrozenRoutes<'t, K, V> {
     root: *const crate::page::Node<K, V>,
     /// Lookups that had to load a mapping-table slot (cache miss or right move), for tests and
     /// the lab's report.
-    fallbacks: core::sync::atomic::AtomicU64,
+    fallbacks: crate::sync::unmodeled::AtomicU64,
 }
 
 // SAFETY: the raw root pointer points into the tree this view borrows exclusively; sharing the view
@@ -99,7 +99,7 @@ where
         FrozenRoutes {
             tree: self,
             root,
-            fallbacks: core::sync::atomic::AtomicU64::new(0),
+            fallbacks: crate::sync::unmodeled::AtomicU64::new(0),
         }
     }
 
