@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves that the crate's checks have teeth. For each protocol bug that the test-only
-# `fault-injection` feature can inject (src/fault.rs), runs the check expected to catch it twice:
+# `fault-injection` feature can inject (src/research/fault.rs), runs the check expected to catch it twice:
 # once without the fault (it must pass, or the comparison means nothing) and once with the fault
 # (it must fail). Exits non-zero if any injected bug goes undetected.
 #

@@ -201,8 +201,8 @@ unsafe impl<K: Send + Sync, V: Send + Sync> Send for LockCouplingBTree<K, V> {}
 unsafe impl<K: Send + Sync, V: Send + Sync> Sync for LockCouplingBTree<K, V> {}
 
 impl<K: Ord + Clone, V: Clone> LockCouplingBTree<K, V> {
-    /// An empty tree with [`DEFAULT_LEAF_CAPACITY`](super::DEFAULT_LEAF_CAPACITY) entries per leaf
-    /// and [`DEFAULT_INNER_CAPACITY`](super::DEFAULT_INNER_CAPACITY) children per inner node.
+    /// An empty tree with [`DEFAULT_LEAF_CAPACITY`] entries per leaf
+    /// and [`DEFAULT_INNER_CAPACITY`] children per inner node.
     pub fn new() -> Self {
         Self::build(DEFAULT_LEAF_CAPACITY, DEFAULT_INNER_CAPACITY)
     }

@@ -2,7 +2,7 @@
 //! scans.
 //!
 //! # Batched writes
-//! [`BwTree::insert_batch`] and [`BwTree::remove_batch`] sort their input, group it by target leaf
+//! [`BwTree::insert_batch`](crate::BwTree::insert_batch) and [`BwTree::remove_batch`](crate::BwTree::remove_batch) sort their input, group it by target leaf
 //! and post **one batch delta per leaf with one CAS** (a delta record that carries all of the
 //! group's entries, see `page::batch`). A lost CAS re-reads the leaf and recomputes the group's
 //! previous values from the new head; if the leaf split or merged meanwhile, the keys it no longer
@@ -19,7 +19,7 @@
 //! the last value is stored, and each occurrence reports the value that the one before it stored.
 //!
 //! # Rollback
-//! [`BwTree::try_insert_batch`] validates every key against the value it currently holds (with a
+//! [`BwTree::try_insert_batch`](crate::BwTree::try_insert_batch) validates every key against the value it currently holds (with a
 //! closure of the caller's) and reads a fallible source. On the first rejection, source error or
 //! panic (of the source, the closure or the progress callback) it undoes what it applied: every key
 //! it wrote is restored to its previous value — **if** the key still holds the value the batch wrote

@@ -5,7 +5,7 @@ use crossbeam_epoch::{Atomic, Guard, Owned};
 
 use crate::sync::{Arc, AtomicU64, Ordering};
 
-/// A logical page id: an index into the [`MappingTable`].
+/// A logical page id: an index into the [`MappingTable`](super::MappingTable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Pid(pub(crate) u64);
 

@@ -2,7 +2,7 @@
 //!
 //! With crossbeam's default collector every thread has a cached handle in a thread-local, and
 //! pinning costs a few nanoseconds. A custom collector has no such cache: registering a fresh
-//! [`LocalHandle`] for every operation costs about a microsecond (it allocates a participant with a
+//! [`LocalHandle`](crossbeam_epoch::LocalHandle) for every operation costs about a microsecond (it allocates a participant with a
 //! 64-slot garbage bag and links it into the collector's list), and worse, dropping it seals that bag
 //! — even when empty — into the collector's global queue, where the participant itself also ends up
 //! as garbage. Each collection step frees at most eight bags, and only after the global epoch has

@@ -1,8 +1,11 @@
 //! Reclamation glue: how replaced chains reach the epoch collector, and how a chain is freed.
 //!
 //! A chain (a page state: its deltas and base page) is *retired* when one CAS replaces it as a
-//! whole — a consolidation or a split installs a new base page — and at that moment it stops being
-//! reachable from the mapping table. It is freed by one deferred function once every thread that was
+//! whole — a consolidation or a split installs a new base page ([`MappingTable::replace`]), or a root
+//! collapse moves the root away and clears the old root's slot — and at that moment it stops being
+//! reachable from the mapping table. Those CASes hand back an [`Unlinked`] token, which [`retire`]
+//! consumes: no other code frees a published chain while the tree is in use. The whole argument,
+//! site by site, is in the [protocol guide](crate::protocol_guide). It is freed by one deferred function once every thread that was
 //! pinned at the time of the retirement has unpinned: those are the only threads that could have
 //! loaded a pointer into it. Freeing walks the chain from its newest node through every `next` link.
 //!

@@ -3,7 +3,8 @@
 //! A logical page is what its mapping-table slot points to: a chain of *delta records*, newest first,
 //! ending in a *base page*. Every node of a chain is immutable once published; a page changes only
 //! when a new node is prepended with one CAS on the slot (or the whole chain is replaced by a new base
-//! page, see `smo`).
+//! page, see `protocol::consolidate` and `protocol::split`). The states a page goes through are in
+//! the [protocol guide](crate::protocol_guide).
 //!
 //! # Memory layout
 //! Every node is one heap allocation that starts with the same `#[repr(C)]` header, [`Node`]: a
@@ -17,6 +18,16 @@
 //! | inner base page | low key, high key, length, then the separators and the child PIDs |
 //! | insert / delete delta | link to the next node, key (and value) |
 //! | split / index-entry delta | link to the next node, separator, PID, high key of the new page |
+//! | remove-node delta | link to the next node, the shared [`Removal`] decision |
+//! | merge delta | link to the next node, separator, the removed page's PID and frozen chain |
+//! | index-term-delete delta | link to the next node, separator, high key, left PID, the [`Removal`] |
+//! | collapse delta | link to the next node |
+//! | batch delta | link to the next node, length, then the sorted keys and the optional values |
+//!
+//! Files: [`base`] (base pages), [`delta`] (single-record and SMO deltas), [`batch`] (batch
+//! deltas), [`layout`] (the one block layout of base pages and batch deltas), [`owned`]
+//! (unpublished nodes and freeing), [`removal`] (the removal decision), [`chain`] (reading a page
+//! through its chain).
 //!
 //! A base page is a single allocation — header, bounds and both arrays — so a lookup touches the
 //! header's cache line and the cache lines its binary search probes, nothing else. Keys and values are
@@ -61,15 +72,25 @@ pub(crate) use removal::{Removal, RemovalState};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum Kind {
+    /// A leaf base page: sorted keys and their values (see [`base`]).
     LeafBase,
+    /// An inner base page: separators and child PIDs (see [`base`]).
     InnerBase,
+    /// A leaf delta setting one key's value ([`InsertDelta`]).
     Insert,
+    /// A leaf delta removing one key ([`DeleteDelta`]).
     Delete,
+    /// The first half of a split: the upper keys moved to a new right sibling ([`SplitDelta`]).
     Split,
+    /// The second half of a split, on the parent: a route to the new sibling ([`IndexEntryDelta`]).
     IndexEntry,
+    /// A page frozen for removal ([`RemoveDelta`], merge step 1).
     Remove,
+    /// A left neighbour taking over a removed page ([`MergeDelta`], merge step 3).
     Merge,
+    /// A parent dropping a removed child's route ([`IndexDeleteDelta`], merge step 2).
     IndexDelete,
+    /// A root with a single child, frozen while the child becomes the root (`CollapseDelta`).
     Collapse,
     /// A batch delta (see [`batch`]): many leaf records posted with one CAS.
     Batch,

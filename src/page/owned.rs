@@ -81,7 +81,7 @@ impl<K, V> OwnedNode<K, V> {
 
     /// Re-targets an unpublished insert or delete delta at a newer `prev` (after a lost CAS) with
     /// a new entry count; `position` is its key's position in `prev`'s base page, `None` if the
-    /// lookup could not take the shortcut (see [`Meta::slots`]).
+    /// lookup could not take the shortcut (see [`Meta::slots`](super::Meta::slots)).
     pub(crate) fn rebase(&mut self, prev: NodeRef<'_, K, V>, size: u32, position: Option<usize>) {
         let ptr = self.ptr.as_ptr();
         let meta = data_meta(prev, size, position);

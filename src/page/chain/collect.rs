@@ -246,7 +246,7 @@ fn apply_deltas<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
 /// base page, see `Meta::slots`): gathers its deltas into `deltas`, sorted by key with only the
 /// newest record of each key (`None`: a delete), and returns the base page with the exact number of
 /// records of the page. A consolidation then copies the base page's runs between the delta keys
-/// ([`page::leaf_base_merged`]) instead of collecting the page record by record. `None` for other
+/// ([`leaf_base_merged`](crate::page::leaf_base_merged)) instead of collecting the page record by record. `None` for other
 /// chains (a merge or batch delta on them), which callers collect with [`collect_leaf`].
 pub(crate) fn sorted_leaf_deltas<'g, K: Ord, V>(
     head: NodeRef<'g, K, V>,

@@ -2,9 +2,10 @@
 //! ([`lookup`]), and replaying the chain onto the base page for consolidation, splits and scans
 //! ([`collect`]).
 //!
-//! A lookup walks the chain newest-first and stops at the first record that mentions its key (an
-//! insert returns the value, a delete returns "absent"); only if none does, it binary-searches the
-//! base page. Routing in an inner page works the same way: an index-entry delta whose range holds
+//! A lookup first consults the head's summary of the base-page positions its deltas name (the lookup
+//! shortcut, `Meta::slots`): if no delta can name the key, it answers from the base page alone.
+//! Otherwise it walks the chain newest-first and stops at the first record that mentions its key (an
+//! insert returns the value, a delete returns "absent"); only if none does, the base page decides. Routing in an inner page works the same way: an index-entry delta whose range holds
 //! the probe answers at once, otherwise the base page's separators decide.
 //!
 //! *Collecting* a page (for consolidation, splits and scans) replays the chain onto the base page:
