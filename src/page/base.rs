@@ -24,10 +24,22 @@ pub(super) struct BaseHeader<K, V> {
 /// Base pages are aligned to a cache line so that the header never straddles two.
 pub(super) const BASE_ALIGN: usize = 64;
 
+/// The arrays of a leaf base page of `len` records: the keys, the values.
+#[inline(always)]
+fn leaf_arrays<K, V>(len: usize) -> [Array; 2] {
+    [Array::of::<K>(len), Array::of::<V>(len)]
+}
+
 /// Layout of a leaf base page of `len` records: the header, the keys, the values.
 #[inline]
 fn leaf_layout<K, V>(len: usize) -> BlockLayout<2> {
-    BlockLayout::of::<BaseHeader<K, V>>(BASE_ALIGN, [Array::of::<K>(len), Array::of::<V>(len)])
+    BlockLayout::of::<BaseHeader<K, V>>(BASE_ALIGN, leaf_arrays::<K, V>(len))
+}
+
+/// Offsets of a leaf base page's keys and values.
+#[inline(always)]
+fn leaf_offsets<K, V>(len: usize) -> [usize; 2] {
+    BlockLayout::offsets::<BaseHeader<K, V>>(leaf_arrays::<K, V>(len))
 }
 
 /// A child pointer cached in an inner base page by [`BwTree::freeze_routes`](crate::BwTree::freeze_routes)
@@ -37,16 +49,25 @@ pub(crate) type CachedChild = crate::sync::unmodeled::AtomicPtr<u8>;
 
 /// Layout of an inner base page with `len` children: the header, `len - 1` separators, `len` child
 /// PIDs and `len` [`CachedChild`] slots.
+#[inline(always)]
+fn inner_arrays<K>(len: usize) -> [Array; 3] {
+    [
+        Array::of::<K>(len - 1),
+        Array::of::<Pid>(len),
+        Array::of::<CachedChild>(len),
+    ]
+}
+
+/// Layout of an inner base page with `len` children (see [`inner_arrays`]).
 #[inline]
 fn inner_layout<K, V>(len: usize) -> BlockLayout<3> {
-    BlockLayout::of::<BaseHeader<K, V>>(
-        BASE_ALIGN,
-        [
-            Array::of::<K>(len - 1),
-            Array::of::<Pid>(len),
-            Array::of::<CachedChild>(len),
-        ],
-    )
+    BlockLayout::of::<BaseHeader<K, V>>(BASE_ALIGN, inner_arrays::<K>(len))
+}
+
+/// Offsets of an inner base page's separators, children and cached children.
+#[inline(always)]
+fn inner_offsets<K, V>(len: usize) -> [usize; 3] {
+    BlockLayout::offsets::<BaseHeader<K, V>>(inner_arrays::<K>(len))
 }
 
 impl<K, V> BaseHeader<K, V> {
@@ -118,7 +139,7 @@ impl<'g, K, V> LeafRef<'g, K, V> {
     #[inline]
     pub(crate) fn keys(&self) -> &'g [K] {
         let len = self.len();
-        let [keys, _] = leaf_layout::<K, V>(len).offsets;
+        let [keys, _] = leaf_offsets::<K, V>(len);
         // SAFETY: a leaf base page of `len` records holds `len` initialised keys at this offset, in
         // the same allocation as the header; it lives for `'g`.
         unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(keys).cast::<K>(), len) }
@@ -128,7 +149,7 @@ impl<'g, K, V> LeafRef<'g, K, V> {
     #[inline]
     pub(crate) fn values(&self) -> &'g [V] {
         let len = self.len();
-        let [_, values] = leaf_layout::<K, V>(len).offsets;
+        let [_, values] = leaf_offsets::<K, V>(len);
         // SAFETY: as for `keys`.
         unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(values).cast::<V>(), len) }
     }
@@ -187,7 +208,7 @@ impl<'g, K, V> InnerRef<'g, K, V> {
     #[inline]
     pub(crate) fn separators(&self) -> &'g [K] {
         let len = self.len();
-        let [separators, _, _] = inner_layout::<K, V>(len).offsets;
+        let [separators, _, _] = inner_offsets::<K, V>(len);
         // SAFETY: an inner base page with `len` children holds `len - 1` initialised separators at
         // this offset of its allocation; it lives for `'g`.
         unsafe {
@@ -199,7 +220,7 @@ impl<'g, K, V> InnerRef<'g, K, V> {
     #[inline]
     pub(crate) fn children(&self) -> &'g [Pid] {
         let len = self.len();
-        let [_, children, _] = inner_layout::<K, V>(len).offsets;
+        let [_, children, _] = inner_offsets::<K, V>(len);
         // SAFETY: as for `separators`, `len` child PIDs.
         unsafe {
             core::slice::from_raw_parts(self.ptr.cast::<u8>().add(children).cast::<Pid>(), len)
@@ -211,7 +232,7 @@ impl<'g, K, V> InnerRef<'g, K, V> {
     #[inline]
     pub(crate) fn cached_children(&self) -> &'g [CachedChild] {
         let len = self.len();
-        let [_, _, cached] = inner_layout::<K, V>(len).offsets;
+        let [_, _, cached] = inner_offsets::<K, V>(len);
         // SAFETY: as for `separators`, `len` slots, initialised (null) by `inner_base`.
         unsafe {
             core::slice::from_raw_parts(
@@ -445,7 +466,7 @@ pub(super) unsafe fn free<K, V>(ptr: *mut Node<K, V>) {
 
 /// Offset of a leaf base page's key array from the page's start (the same for every length).
 pub(super) fn leaf_keys_offset<K, V>() -> usize {
-    leaf_layout::<K, V>(0).offsets[0]
+    leaf_offsets::<K, V>(0)[0]
 }
 
 #[cfg(all(test, not(loom)))]

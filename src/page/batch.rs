@@ -30,7 +30,19 @@ pub(crate) struct BatchHeader<K, V> {
 /// Layout of a batch delta of `len` entries: the header, the keys, the values.
 #[inline]
 fn batch_layout<K, V>(len: usize) -> BlockLayout<2> {
-    BlockLayout::of::<BatchHeader<K, V>>(1, [Array::of::<K>(len), Array::of::<Option<V>>(len)])
+    BlockLayout::of::<BatchHeader<K, V>>(1, batch_arrays::<K, V>(len))
+}
+
+/// The arrays of a batch delta of `len` entries: the keys, the values.
+#[inline(always)]
+fn batch_arrays<K, V>(len: usize) -> [Array; 2] {
+    [Array::of::<K>(len), Array::of::<Option<V>>(len)]
+}
+
+/// Offsets of a batch delta's keys and values.
+#[inline(always)]
+fn batch_offsets<K, V>(len: usize) -> [usize; 2] {
+    BlockLayout::offsets::<BatchHeader<K, V>>(batch_arrays::<K, V>(len))
 }
 
 // SAFETY: `layout` recomputes the block's layout from its length; `drop_contents` drops the header
@@ -148,7 +160,7 @@ impl<'g, K, V> BatchRef<'g, K, V> {
     #[inline]
     pub(crate) fn keys(&self) -> &'g [K] {
         let len = self.len();
-        let [keys_at, _] = batch_layout::<K, V>(len).offsets;
+        let [keys_at, _] = batch_offsets::<K, V>(len);
         // SAFETY: a batch delta of `len` entries holds `len` initialised keys at this offset of its
         // allocation, which lives for `'g`.
         unsafe { core::slice::from_raw_parts(self.ptr.cast::<u8>().add(keys_at).cast::<K>(), len) }
@@ -158,7 +170,7 @@ impl<'g, K, V> BatchRef<'g, K, V> {
     #[inline]
     pub(crate) fn values(&self) -> &'g [Option<V>] {
         let len = self.len();
-        let [_, values_at] = batch_layout::<K, V>(len).offsets;
+        let [_, values_at] = batch_offsets::<K, V>(len);
         // SAFETY: as for `keys`: `len` initialised values.
         unsafe {
             core::slice::from_raw_parts(

@@ -49,16 +49,35 @@ impl<const N: usize> BlockLayout<N> {
     /// The block of header `H` and `arrays`, aligned to at least `min_align`.
     #[inline]
     pub(super) fn of<H>(min_align: usize, arrays: [Array; N]) -> Self {
-        let mut end = size_of::<H>();
-        let mut align = min_align.max(align_of::<H>());
-        let mut offsets = [0; N];
-        for (offset, array) in offsets.iter_mut().zip(arrays) {
-            *offset = round_up(end, array.align);
-            end = *offset + array.size * array.len;
-            align = align.max(array.align);
-        }
+        let (offsets, end) = Self::place::<H>(&arrays);
+        let align = arrays
+            .iter()
+            .fold(min_align.max(align_of::<H>()), |align, array| {
+                align.max(array.align)
+            });
         let layout = Layout::from_size_align(end, align).expect("node too large");
         BlockLayout { layout, offsets }
+    }
+
+    /// Where each array starts, without the layout: what a reader of a finished block needs (its
+    /// layout was valid when the block was built).
+    #[inline(always)]
+    pub(super) fn offsets<H>(arrays: [Array; N]) -> [usize; N] {
+        Self::place::<H>(&arrays).0
+    }
+
+    /// The arrays' offsets and the block's end.
+    #[inline(always)]
+    fn place<H>(arrays: &[Array; N]) -> ([usize; N], usize) {
+        let mut end = size_of::<H>();
+        let mut offsets = [0; N];
+        let mut i = 0;
+        while i < N {
+            offsets[i] = round_up(end, arrays[i].align);
+            end = offsets[i] + arrays[i].size * arrays[i].len;
+            i += 1;
+        }
+        (offsets, end)
     }
 }
 

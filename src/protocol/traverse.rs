@@ -188,7 +188,7 @@ where
     }
 
     /// Runs `attempt` until it does not restart, counting each restart by its cause.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn retry<T>(
         &self,
         stats: Option<Local<'_>>,
@@ -208,7 +208,7 @@ where
     }
 
     /// One descent from the root (see [`BwTree::descend`]); `Err` if it must start over.
-    #[inline]
+    #[inline(always)]
     fn try_descend<'g, P: Probe<K>>(
         &self,
         probe: &P,
