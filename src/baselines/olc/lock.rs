@@ -46,7 +46,7 @@ impl<'t> ReadGuard<'t> {
                 return Err(Restart::Conflict);
             }
             if spins == 0 {
-                waits.incr();
+                count(waits);
             }
             backoff(&mut spins);
         }
@@ -123,6 +123,15 @@ impl Drop for WriteGuard<'_> {
             .version
             .fetch_add(LOCKED, Ordering::Release);
     }
+}
+
+/// Adds one to `counter`, out of line: the counters sit on slow paths (a wait, a restart), and
+/// kept out of line their thread-local slot lookup cannot be hoisted into every operation's fast
+/// path, which an inlined `incr` lets LLVM do.
+#[cold]
+#[inline(never)]
+pub(super) fn count(counter: &StripedCounter) {
+    counter.incr();
 }
 
 /// Spins briefly, then yields, while a node is locked.

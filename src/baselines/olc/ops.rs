@@ -7,7 +7,7 @@ use core::ops::Bound;
 use core::ptr::NonNull;
 
 use super::OlcBTree;
-use super::lock::{ReadGuard, Restart, WriteGuard, backoff};
+use super::lock::{ReadGuard, Restart, WriteGuard, backoff, count};
 use super::node::{Header, NodeRef, alloc_node, prefetch, search, shift_right};
 use crate::baselines::below_hi;
 
@@ -62,7 +62,7 @@ impl OlcBTree {
             match attempt() {
                 Ok(result) => return result,
                 Err(Restart::Conflict) => {
-                    self.restarts.incr();
+                    count(&self.restarts);
                     backoff(&mut spins);
                 }
                 Err(Restart::Split) => {}
