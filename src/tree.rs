@@ -1,7 +1,7 @@
 //! The public map type and its point operations.
 
 use core::fmt;
-use core::ops::RangeBounds;
+use core::ops::{Bound, RangeBounds};
 
 use crossbeam_epoch::{Collector, LocalHandle};
 
@@ -10,7 +10,7 @@ use crate::iter::Range;
 use crate::mapping::{MappingTable, Pid, RootPid};
 use crate::memory::handles::{Handles, TreeGuard};
 use crate::page;
-use crate::page::chain::First;
+use crate::page::chain::{self, At, Count, First};
 use crate::protocol::traverse::Intent;
 use crate::research::counters::Stats;
 
@@ -163,25 +163,38 @@ where
     /// The number of entries, summed over the leaves from left to right.
     ///
     /// Exact when no other thread modifies the tree; under concurrent changes each leaf is counted
-    /// at a slightly different moment. O(number of leaves).
+    /// at a slightly different moment, and each key at most once (a key present throughout is
+    /// counted exactly once). O(number of leaves).
     pub fn len(&self) -> usize {
         let guard = &self.guard();
         let mut page = self.find_leaf(&First, Intent::Read, guard);
-        let mut total = 0usize;
+        let mut total = page.node().meta.size as usize;
         loop {
             let node = page.node();
-            total += node.meta.size as usize;
             let Some(high) = node.high() else {
                 return total;
             };
-            page = match self.settle(
-                node.meta.right,
-                &crate::page::chain::At(high),
-                Intent::Read,
-                guard,
-            ) {
+            page = match self.settle(node.meta.right, &At(high), Intent::Read, guard) {
                 Ok(next) => next,
-                Err(_) => self.find_leaf(&crate::page::chain::At(high), Intent::Read, guard),
+                Err(_) => self.find_leaf(&At(high), Intent::Read, guard),
+            };
+            let next = page.node();
+            total += if next.low() == Some(high) {
+                next.meta.size as usize
+            } else {
+                // The leaf that covers `high` now starts left of it (it absorbed the page counted
+                // last, or a neighbour of it, since): only its keys from `high` on are new.
+                let mut count = Count::default();
+                let mut scratch = Vec::new();
+                chain::collect_leaf_with(
+                    next,
+                    Bound::Included(high),
+                    Bound::Unbounded,
+                    usize::MAX,
+                    &mut count,
+                    &mut scratch,
+                );
+                count.0
             };
         }
     }

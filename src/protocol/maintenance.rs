@@ -2,14 +2,20 @@
 //! splits, either on demand ([`BwTree::run_maintenance`]) or on a background thread
 //! ([`BwTree::start_maintenance`]).
 //!
-//! A pass visits every PID in the mapping table once and, for each live page, does what an
-//! operation would have done inline: complete a split that is still the newest node of its chain
+//! A pass walks the tree level by level, from the root's level down to the leaves, each level left to
+//! right by key (a fresh descent to the page covering the previous page's high key), and for each
+//! page does what an operation would have done inline: complete a split that is still the newest node of its chain
 //! (or a removal or collapse in progress), split a page over capacity, merge an under-full page into
 //! its left neighbour, collapse a root with one child, consolidate a chain over its threshold.
 //! Merges are only triggered by operations on the page itself, so a page emptied by removals that
 //! nobody touches again is merged by the next pass. It uses the same CAS-based
 //! steps as the inline path, so it needs no coordination with concurrent operations: if it loses a
-//! race it simply moves on. In [`Maintenance::Background`](crate::Maintenance::Background) mode
+//! race it simply moves on.
+//!
+//! It reaches pages only the way operations do, from the root through child and right links, never
+//! by scanning PIDs: a PID scan would also reach pages that are allocated but not linked yet (the
+//! upper half of a split before its CAS), which no other thread may modify, and which are freed
+//! if that CAS fails. In [`Maintenance::Background`](crate::Maintenance::Background) mode
 //! operations leave this work to the thread (up to a hard limit); in the default inline mode the
 //! thread only picks up what operations left behind.
 
@@ -22,9 +28,12 @@ use std::time::Duration;
 
 use crate::BwTree;
 use crate::mapping::Pid;
+use crossbeam_epoch::Guard;
+
 use crate::page::Body;
+use crate::page::chain::{At, First};
 use crate::protocol::policy::{Applied, Trigger};
-use crate::protocol::traverse::PageRef;
+use crate::protocol::traverse::{Intent, PageRef};
 
 /// What one maintenance pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -52,49 +61,71 @@ where
     pub fn run_maintenance(&self) -> MaintenanceReport {
         let mut report = MaintenanceReport::default();
         let mut guard = self.guard();
-        for raw in 1..=self.table.high_water() {
-            if raw % 256 == 0 {
-                // Let reclamation advance during long passes.
-                guard.repin();
-            }
-            let pid = Pid(raw);
-            if self.table.load(pid, &guard).is_none() {
-                continue;
-            }
-            report.pages += 1;
-            // A page far over capacity (background mode) may need several splits in a row.
-            for _ in 0..64 {
-                let Some(node) = self.table.load(pid, &guard) else {
-                    break;
+        let top = self.height() - 1;
+        for level in (0..=top as u8).rev() {
+            // The pages of one level, left to right: each visit starts from a fresh descent to the
+            // page that covers `cursor` (the high key of the page visited before), so no page is
+            // held across a repin, and splits and merges meanwhile only move the boundaries.
+            let mut cursor: Option<K> = None;
+            loop {
+                if report.pages % 256 == 255 {
+                    // Let reclamation advance during long passes.
+                    guard.repin();
+                }
+                let found = match &cursor {
+                    None => self.descend(&First, level, Intent::Read, &guard),
+                    Some(key) => self.descend(&At(key), level, Intent::Read, &guard),
                 };
-                let page = PageRef { pid, node };
-                match node.body() {
-                    Body::Split(_) => match self.complete_split(page, &guard) {
-                        Ok(true) => report.splits_completed += 1,
-                        Ok(false) => {}
-                        Err(_) => break,
-                    },
-                    // Frozen pages: finish their removal or collapse and move on.
-                    Body::Remove(_) | Body::Collapse | Body::IndexDelete(_)
-                        if self.finish_top_smo(page, &guard).is_err() =>
-                    {
-                        break;
-                    }
-                    _ => {}
+                // The tree shrank below this level meanwhile: nothing left to visit on it.
+                let Some(page) = found else { break };
+                report.pages += 1;
+                self.maintain_visited(page.pid, &guard, &mut report);
+                // The page covered the cursor, so its high key lies beyond it: the walk advances.
+                match page.node().high() {
+                    Some(high) => cursor = Some(high.clone()),
+                    None => break,
                 }
-                match self.apply_policy(page, Trigger::Pass, &guard) {
-                    Applied::Split => {
-                        report.splits += 1;
-                        continue;
-                    }
-                    Applied::Merged => report.merges += 1,
-                    Applied::Consolidated => report.consolidations += 1,
-                    Applied::Collapse | Applied::Nothing => {}
-                }
-                break;
             }
         }
         report
+    }
+
+    /// A maintenance pass's work on the page `pid`: finishes an unfinished modification on top of
+    /// it, then applies the policy (repeatedly while it splits: a page far over capacity, in
+    /// background mode, may need several splits in a row).
+    fn maintain_visited(&self, pid: Pid, guard: &Guard, report: &mut MaintenanceReport) {
+        for _ in 0..64 {
+            let Some(node) = self.table.load(pid, guard) else {
+                return;
+            };
+            let page = PageRef { pid, node };
+            match node.body() {
+                Body::Split(_) => match self.complete_split(page, guard) {
+                    Ok(true) => report.splits_completed += 1,
+                    Ok(false) => {}
+                    Err(_) => return,
+                },
+                // Frozen pages: finish their removal or collapse and move on.
+                Body::Remove(_) | Body::Collapse | Body::IndexDelete(_)
+                    if self.finish_top_smo(page, guard).is_err() =>
+                {
+                    return;
+                }
+                _ => {}
+            }
+            match self.apply_policy(page, Trigger::Pass, guard) {
+                Applied::Split => report.splits += 1,
+                Applied::Merged => {
+                    report.merges += 1;
+                    return;
+                }
+                Applied::Consolidated => {
+                    report.consolidations += 1;
+                    return;
+                }
+                Applied::Collapse | Applied::Nothing => return,
+            }
+        }
     }
 
     /// Starts a background thread that runs a maintenance pass every `interval` until the returned

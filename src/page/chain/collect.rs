@@ -46,6 +46,22 @@ impl<'g, K, V> RecordSink<'g, K, V> for Vec<(&'g K, &'g V)> {
     }
 }
 
+/// A sink that only counts what it is given.
+#[derive(Default)]
+pub(crate) struct Count(pub(crate) usize);
+
+impl<'g, K, V> RecordSink<'g, K, V> for Count {
+    #[inline]
+    fn push(&mut self, _: &'g K, _: &'g V) {
+        self.0 += 1;
+    }
+
+    #[inline]
+    fn push_run(&mut self, keys: &'g [K], _: &'g [V]) {
+        self.0 += keys.len();
+    }
+}
+
 /// Appends to `out`, in ascending key order, every record of the leaf page whose key lies within
 /// `(lo, hi)`: the page's logical content as of `head`.
 pub(crate) fn collect_leaf<'g, K: Ord, V>(
