@@ -21,12 +21,17 @@ where
     K: Ord + Clone + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    /// Replaces `page`'s chain with one new base page. Returns whether the CAS succeeded.
-    pub(crate) fn consolidate(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+    /// Replaces `page`'s chain with one new base page. Returns the page with its new state if the
+    /// CAS succeeded; `None` if the page changed first (the work is abandoned).
+    pub(crate) fn consolidate<'g>(
+        &self,
+        page: PageRef<'g, K, V>,
+        guard: &'g Guard,
+    ) -> Option<PageRef<'g, K, V>> {
         // A split delta disappears into the new base page, so its index entry must be in place
         // first (see `traverse`: a split that is not the newest node is complete).
         if self.finish_top_smo(page, guard).is_err() {
-            return false;
+            return None;
         }
         let node = page.node();
         let low = node.low().cloned();
@@ -61,12 +66,15 @@ where
                 self.stats.done(Counter::Consolidation, node.meta.level, 1);
                 // The new base page owns copies of everything it needs from the old chain.
                 retire(&self.table, replaced.old, guard);
-                true
+                Some(PageRef {
+                    pid: page.pid,
+                    node: replaced.installed,
+                })
             }
             // Never published: dropping it frees it.
             Err(base) => {
                 drop(base);
-                false
+                None
             }
         }
     }

@@ -79,7 +79,7 @@ use crate::BwTree;
 use crate::memory::reclaim::retire;
 use crate::page::chain::{self, At, Below};
 use crate::page::{self, Body, Removal, RemovalState};
-use crate::protocol::policy::Trigger;
+use crate::protocol::policy::MergeAttempt;
 use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::{CasKind, Counter};
 use crate::sync::{Arc, retry_pause};
@@ -97,28 +97,43 @@ where
 
     /// Merges an under-full `page` with a neighbour: removes it into its left neighbour (steps 1–3),
     /// or, if that is not allowed (it is the first child of its parent, or the result would be too
-    /// large), removes its right neighbour into it. Returns whether a page was frozen. See the module
-    /// docs for the size policy.
-    pub(crate) fn try_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+    /// large), removes its right neighbour into it. See the module docs for the size policy.
+    pub(crate) fn try_merge<'g>(
+        &self,
+        page: PageRef<'g, K, V>,
+        guard: &'g Guard,
+    ) -> MergeAttempt<'g, K, V> {
         self.merge_page(page, true, guard)
     }
 
     /// [`BwTree::try_merge`]; `may_absorb_right` allows falling back to the right neighbour (once).
-    fn merge_page(&self, page: PageRef<'_, K, V>, may_absorb_right: bool, guard: &Guard) -> bool {
+    fn merge_page<'g>(
+        &self,
+        page: PageRef<'g, K, V>,
+        may_absorb_right: bool,
+        guard: &'g Guard,
+    ) -> MergeAttempt<'g, K, V> {
         let node = page.node();
+        let absorb = |page| {
+            if may_absorb_right {
+                self.absorb_right(page, guard)
+            } else {
+                MergeAttempt::Declined
+            }
+        };
         // The leftmost page of a level (the root included) is never removed, but may absorb.
         let Some(low) = node.low() else {
-            return may_absorb_right && self.absorb_right(page, guard);
+            return absorb(page);
         };
         if self.finish_top_smo(page, guard).is_err() {
-            return false;
+            return MergeAttempt::Declined;
         }
         let level = node.meta.level;
         let Some(parent) = self.descend(&At(low), level + 1, Intent::Read, guard) else {
-            return false;
+            return MergeAttempt::Declined;
         };
         if chain::inner_route(parent.node(), &At(low)) != page.pid {
-            return false;
+            return MergeAttempt::Declined;
         }
         // Policy checks (the decision in step 2 re-checks the first one): not the first child of
         // its parent, and the merged page at most seven eighths full, so that a merge is not
@@ -134,53 +149,68 @@ where
                 None => true,
             };
         if too_large {
-            return may_absorb_right && self.absorb_right(page, guard);
+            return absorb(page);
         }
         let delta = page::remove_delta(node, Removal::new());
         let frozen = self.table.cas(page.pid, page.node, delta, guard);
         self.stats.cas(CasKind::RemoveNode, frozen.is_ok());
         match frozen {
-            Ok(frozen) => {
-                self.help_remove(
+            Ok(frozen) => MergeAttempt::Frozen {
+                merged: self.help_remove(
                     PageRef {
                         pid: page.pid,
                         node: frozen,
                     },
                     guard,
-                );
-                true
-            }
-            Err(_) => false,
+                ),
+            },
+            Err(_) => MergeAttempt::Declined,
         }
     }
 
     /// Merges `page`'s right neighbour into it, if the two fit within the merge limit (the fallback
     /// for a page that cannot go into its left neighbour, e.g. a first child).
-    fn absorb_right(&self, page: PageRef<'_, K, V>, guard: &Guard) -> bool {
+    fn absorb_right<'g>(
+        &self,
+        page: PageRef<'g, K, V>,
+        guard: &'g Guard,
+    ) -> MergeAttempt<'g, K, V> {
         let node = page.node();
         let Some(high) = node.high() else {
-            return false;
+            return MergeAttempt::Declined;
         };
         let Ok(right) = self.settle(node.meta.right, &At(high), Intent::Read, guard) else {
-            return false;
+            return MergeAttempt::Declined;
         };
         let fits =
             (node.meta.size + right.node().meta.size) as usize <= self.merge_limit(node.meta.level);
-        fits && right.node().low() == Some(high) && self.merge_page(right, false, guard)
+        if fits && right.node().low() == Some(high) {
+            self.merge_page(right, false, guard)
+        } else {
+            MergeAttempt::Declined
+        }
     }
 
     /// Helps the removal whose remove-node delta is `page`'s newest node: decides it (step 2) if it
-    /// is pending, then merges (step 3) if it is committed.
-    pub(crate) fn help_remove(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+    /// is pending, then merges (step 3) if it is committed. Returns the page that absorbed it if
+    /// this call posted the merge: the caller applies the policy to it (it may go on merging
+    /// leftwards), in its own loop rather than by recursion (see `policy`).
+    pub(crate) fn help_remove<'g>(
+        &self,
+        page: PageRef<'g, K, V>,
+        guard: &'g Guard,
+    ) -> Option<PageRef<'g, K, V>> {
         let Body::Remove(remove) = page.node().body() else {
-            return;
+            return None;
         };
         let state = match remove.removal.state() {
             RemovalState::Pending => self.decide_removal(page, &remove.removal, guard),
             decided => decided,
         };
         if state == RemovalState::Committed {
-            self.complete_merge(page, guard);
+            self.complete_merge(page, guard)
+        } else {
+            None
         }
     }
 
@@ -259,22 +289,25 @@ where
     }
 
     /// Step 3: posts the merge delta on the removed page's left neighbour, then releases its PID.
-    fn complete_merge(&self, page: PageRef<'_, K, V>, guard: &Guard) {
+    /// Returns the merged page if this call's merge CAS succeeded.
+    fn complete_merge<'g>(
+        &self,
+        page: PageRef<'g, K, V>,
+        guard: &'g Guard,
+    ) -> Option<PageRef<'g, K, V>> {
         let removed = page.node();
         let low = removed
             .low()
             .expect("the leftmost page of a level is never removed");
         let level = removed.meta.level;
         loop {
-            let Some(left) = self.descend(&Below(low), level, Intent::Write, guard) else {
-                return;
-            };
+            let left = self.descend(&Below(low), level, Intent::Write, guard)?;
             let left_node = left.node();
             match left_node.high() {
                 Some(high) if high == low => {
                     if left_node.meta.right != page.pid {
                         // Merged earlier, and the merged page split again at the same key.
-                        return;
+                        return None;
                     }
                     let merge = page::merge_delta(left_node, removed, page.pid, low.clone());
                     let merged = self.table.cas(left.pid, left.node, merge, guard);
@@ -285,21 +318,14 @@ where
                         // until this, its slot). A thread that retires the left page's chain
                         // before this line clears the slot itself (see `reclaim`).
                         self.table.release_removed(page.pid, removed, guard);
-                        // The merged page may be over capacity now, or still under-full: in
-                        // that case it goes on merging leftwards (see `policy`).
-                        self.apply_policy(
-                            PageRef {
-                                pid: left.pid,
-                                node: installed,
-                            },
-                            Trigger::Merged,
-                            guard,
-                        );
-                        return;
+                        return Some(PageRef {
+                            pid: left.pid,
+                            node: installed,
+                        });
                     }
                 }
                 // The left neighbour already covers our low key: someone merged.
-                _ if left_node.below_high(low) => return,
+                _ if left_node.below_high(low) => return None,
                 _ => {}
             }
             retry_pause();
@@ -326,7 +352,7 @@ where
                 pid: child,
                 node: child_node,
             };
-            if !self.consolidate(child_page, guard) {
+            if self.consolidate(child_page, guard).is_none() {
                 return;
             }
         }

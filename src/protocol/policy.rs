@@ -49,6 +49,15 @@ pub(crate) enum Action {
     Nothing,
 }
 
+/// What a merge attempt did ([`BwTree::try_merge`]).
+pub(crate) enum MergeAttempt<'g, K, V> {
+    /// Nothing was frozen: the size policy declined, or a race was lost.
+    Declined,
+    /// A page (this one, or its right neighbour) was frozen for removal; `merged` is the page
+    /// that absorbed it if this call also posted the merge.
+    Frozen { merged: Option<PageRef<'g, K, V>> },
+}
+
 /// What [`BwTree::apply_policy`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Applied {
@@ -100,6 +109,12 @@ where
         if size > capacity {
             return Action::Split;
         }
+        // A page that has just absorbed a neighbour carries the neighbour's chain under a merge
+        // delta; before it merges on, a long chain is consolidated, so that a cascade over many
+        // pages does not nest one merge inside the next.
+        if trigger == Trigger::Merged && node.meta.depth as usize > threshold {
+            return Action::Consolidate;
+        }
         let merge_threshold = self.merge_threshold(level);
         let under_full = match trigger {
             Trigger::Merged => merge_threshold > 0,
@@ -117,29 +132,51 @@ where
         Action::Nothing
     }
 
-    /// Carries out what the policy asks of `page` for `trigger` (one step; a declined merge falls
-    /// through to the later rules).
-    pub(crate) fn apply_policy(
+    /// Carries out what the policy asks of `page` for `trigger`. A declined merge falls through to
+    /// the later rules; a completed merge goes on with the page that absorbed the other one
+    /// ([`Trigger::Merged`]), in this loop: a cascade over many nearly empty pages (a mass removal)
+    /// takes no stack per page.
+    pub(crate) fn apply_policy<'g>(
         &self,
-        page: PageRef<'_, K, V>,
-        trigger: Trigger,
-        guard: &Guard,
+        mut page: PageRef<'g, K, V>,
+        mut trigger: Trigger,
+        guard: &'g Guard,
     ) -> Applied {
         let mut merge_declined = false;
+        let mut merged_any = false;
         loop {
             return match self.action(page, trigger, merge_declined) {
                 Action::Split if self.split(page, guard) => Applied::Split,
-                Action::Merge if self.try_merge(page, guard) => Applied::Merged,
-                Action::Merge => {
-                    merge_declined = true;
-                    continue;
-                }
+                Action::Merge => match self.try_merge(page, guard) {
+                    MergeAttempt::Declined => {
+                        merge_declined = true;
+                        continue;
+                    }
+                    MergeAttempt::Frozen { merged: None } => Applied::Merged,
+                    MergeAttempt::Frozen {
+                        merged: Some(merged),
+                    } => {
+                        (page, trigger, merge_declined, merged_any) =
+                            (merged, Trigger::Merged, false, true);
+                        continue;
+                    }
+                },
                 Action::Collapse => {
                     self.try_collapse(page, guard);
                     Applied::Collapse
                 }
-                Action::Consolidate if self.consolidate(page, guard) => Applied::Consolidated,
-                Action::Split | Action::Consolidate | Action::Nothing => Applied::Nothing,
+                Action::Consolidate => match self.consolidate(page, guard) {
+                    // The cascade goes on from the consolidated page.
+                    Some(consolidated) if trigger == Trigger::Merged => {
+                        page = consolidated;
+                        continue;
+                    }
+                    Some(_) => Applied::Consolidated,
+                    None if merged_any => Applied::Merged,
+                    None => Applied::Nothing,
+                },
+                Action::Split | Action::Nothing if merged_any => Applied::Merged,
+                Action::Split | Action::Nothing => Applied::Nothing,
             };
         }
     }

@@ -27,6 +27,7 @@ use crate::BwTree;
 use crate::mapping::Pid;
 use crate::page::chain::{self, Probe};
 use crate::page::{Body, Kind, NodeRef, RemovalState};
+use crate::protocol::policy::Trigger;
 use crate::research::counters::Local;
 use crate::research::fault::{self, Fault};
 use crate::research::stats::{RestartCause, SmoKind};
@@ -284,7 +285,10 @@ where
         match page.node().body() {
             Body::Remove(remove) if remove.removal.state() != RemovalState::Aborted => {
                 self.stats.help(SmoKind::Remove);
-                self.help_remove(page, guard);
+                if let Some(merged) = self.help_remove(page, guard) {
+                    // The merge this call posted may leave the merged page to split or merge on.
+                    self.apply_policy(merged, Trigger::Merged, guard);
+                }
                 Err(Restart(RestartCause::PageRemoved))
             }
             Body::Collapse => {

@@ -132,7 +132,7 @@ where
                     if matches!(page.node().body(), Body::Inner(_)) {
                         break;
                     }
-                    self.consolidate(page, guard);
+                    let _ = self.consolidate(page, guard);
                     match self.table.load(page.pid, guard) {
                         Some(node) => page.node = node,
                         None => break,

@@ -1,7 +1,6 @@
 //! Collecting a page: the chain's deltas gathered, sorted newest first per key, and merged with the
 //! base page's sorted run in one pass, into any [`RecordSink`].
 
-use core::cmp::Ordering as CmpOrdering;
 use core::ops::Bound;
 
 use crate::mapping::Pid;
@@ -95,7 +94,17 @@ pub(crate) fn collect_leaf_with<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
         // The walk below is a chain of dependent misses; let the base page's arrive meanwhile.
         head.prefetch_leaf_base();
     }
-    let mut node = head;
+    // A merge delta makes the chain a tree: keys below its separator in `next`, the rest in the
+    // merged-away page's chain. The tree is walked depth first, left side first, without
+    // recursion (a cascade of merges can nest deeply): the right sides still to visit wait in
+    // `pending` with their bounds and the number of `deltas` above them, innermost last, so that
+    // they come out in key order. Each base page is one *segment*, to which the deltas on its path
+    // from the head apply (those within the segment's bounds).
+    let mut pending: Vec<RightSide<'g, K, V, Bound<&K>>> = Vec::new();
+    let mut segment: DeltaScratch<'g, K, V> = Vec::new();
+    let mut appended = 0;
+    let mut merged = false;
+    let (mut node, mut lo, mut hi) = (head, lo, hi);
     loop {
         match node.body() {
             Body::Insert(delta) => {
@@ -133,38 +142,62 @@ pub(crate) fn collect_leaf_with<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
                     Bound::Unbounded => base.keys().len(),
                 };
                 let end = end.max(start);
-                return apply_deltas_to_run(
-                    deltas,
-                    &base.keys()[start..end],
-                    &base.values()[start..end],
-                    limit,
-                    out,
+                let (keys, values) = (&base.keys()[start..end], &base.values()[start..end]);
+                let Some(RightSide {
+                    head: right,
+                    lo: right_lo,
+                    hi: right_hi,
+                    above,
+                }) = pending.pop()
+                else {
+                    if !merged {
+                        // A plain chain (the common case): every delta is within the bounds.
+                        return apply_deltas_to_run(deltas, keys, values, limit, out);
+                    }
+                    segment.clear();
+                    segment.extend(
+                        deltas
+                            .iter()
+                            .filter(|&&(k, _)| in_bounds(k, lo, hi))
+                            .copied(),
+                    );
+                    return appended
+                        + apply_deltas_to_run(&mut segment, keys, values, limit - appended, out);
+                };
+                segment.clear();
+                segment.extend(
+                    deltas
+                        .iter()
+                        .filter(|&&(k, _)| in_bounds(k, lo, hi))
+                        .copied(),
                 );
+                appended += apply_deltas_to_run(&mut segment, keys, values, limit - appended, out);
+                if appended == limit {
+                    return appended;
+                }
+                // On to the right side of the innermost merge still pending: only the deltas
+                // above that merge apply there.
+                deltas.truncate(above);
+                (node, lo, hi) = (right, right_lo, right_hi);
+                continue;
             }
             Body::Merge(merge) => {
-                // The page is a tree here: keys below the separator in `next`, the rest in the
-                // merged-away page's chain. Collect both (they are disjoint and ordered), then
-                // apply the deltas above the merge.
+                merged = true;
                 let sep = &merge.separator;
-                let mut run = Vec::new();
-                let left_hi = if in_bounds(sep, Bound::Unbounded, hi) {
-                    Bound::Excluded(sep)
-                } else {
-                    hi
-                };
                 let right_lo = match lo {
-                    Bound::Unbounded => Bound::Included(sep),
-                    Bound::Included(l) | Bound::Excluded(l) if l < sep => Bound::Included(sep),
-                    other => other,
+                    Bound::Included(l) | Bound::Excluded(l) if l >= sep => lo,
+                    _ => Bound::Included(sep),
                 };
-                collect_leaf(
-                    node.next().expect("a delta always has a successor"),
-                    lo,
-                    left_hi,
-                    &mut run,
-                );
-                collect_leaf(merge.right_state(), right_lo, hi, &mut run);
-                return apply_deltas(deltas, run.into_iter(), limit, out);
+                // The right side holds keys from the separator on, if the bounds reach there.
+                if in_bounds(sep, Bound::Unbounded, hi) {
+                    pending.push(RightSide {
+                        head: merge.right_state(),
+                        lo: right_lo,
+                        hi,
+                        above: deltas.len(),
+                    });
+                    hi = Bound::Excluded(sep);
+                }
             }
             Body::Inner(_) | Body::IndexEntry(_) | Body::IndexDelete(_) => {
                 unreachable!("inner node in a leaf chain")
@@ -172,6 +205,16 @@ pub(crate) fn collect_leaf_with<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
         }
         node = node.next().expect("a delta always has a successor");
     }
+}
+
+/// The right side of a merge delta still to collect, in a walk of a chain that merges made a tree:
+/// its chain, the bounds of its keys (`B`: a bound, or a key for inner pages), and how many of the
+/// records gathered on the path above the merge apply to it (the first `above`).
+struct RightSide<'g, K, V, B> {
+    head: NodeRef<'g, K, V>,
+    lo: B,
+    hi: B,
+    above: usize,
 }
 
 /// Sorts `deltas` (newest first, `None` = delete) by key, keeping only the newest record of each
@@ -217,45 +260,6 @@ fn apply_deltas_to_run<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
     let run = keys.len().min(limit - appended);
     out.push_run(&keys[..run], &values[..run]);
     appended + run
-}
-
-/// [`apply_deltas_to_run`] for a run given as an iterator of records (a merged page's two parts).
-fn apply_deltas<'g, K: Ord, V, S: RecordSink<'g, K, V>>(
-    deltas: &mut DeltaScratch<'g, K, V>,
-    base: impl Iterator<Item = (&'g K, &'g V)>,
-    limit: usize,
-    out: &mut S,
-) -> usize {
-    sort_newest(deltas);
-    let mut appended = 0;
-
-    let mut base = base.peekable();
-    let mut newer = deltas.iter().peekable();
-    while appended < limit {
-        // The smaller key goes next; on a tie the delta replaces (or deletes) the base record.
-        let from_base = match (base.peek(), newer.peek()) {
-            (None, None) => break,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(&(base_key, _)), Some(&&(delta_key, _))) => match base_key.cmp(delta_key) {
-                CmpOrdering::Less => true,
-                CmpOrdering::Equal => {
-                    base.next();
-                    false
-                }
-                CmpOrdering::Greater => false,
-            },
-        };
-        if from_base {
-            let (key, value) = base.next().expect("peeked above");
-            out.push(key, value);
-            appended += 1;
-        } else if let &(key, Some(value)) = newer.next().expect("peeked above") {
-            out.push(key, value);
-            appended += 1;
-        }
-    }
-    appended
 }
 
 /// For a leaf chain with a lookup-shortcut summary (insert, delete and split deltas over one leaf
@@ -306,11 +310,23 @@ pub(crate) fn sorted_leaf_deltas<'g, K: Ord, V>(
 
 /// The logical content of an inner page as of `head`: its children in key order, each with its low
 /// key (`None` for the first child, which starts at the page's own low key).
+///
+/// A merge delta makes the chain a tree (see [`collect_leaf_with`]); it is walked depth first,
+/// left side first, without recursion. Each inner base page reached is a *segment* covering the
+/// key range its path allows: below the separator of each merge whose left side it is in, from the
+/// separator on for each merge whose right side it is in, and below the high key of the newest
+/// node of the page it belongs to. A segment's content is its base page's children in that range,
+/// with the index changes on its path applied, oldest first.
 pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Option<&'g K>, Pid)> {
-    // Index changes, newest first: `Some(child)` posts a separator, `None` deletes one.
+    // Index changes on the current path, newest first: `Some(child)` posts a separator, `None`
+    // deletes one.
     let mut changes: Vec<(&'g K, Option<Pid>)> = Vec::new();
-    let mut node = head;
-    let mut children: Vec<(Option<&'g K>, Pid)> = loop {
+    // Right sides still to visit: their head, the segment's low key, its high key, and the number
+    // of changes above them.
+    let mut pending: Vec<RightSide<'g, K, V, Option<&'g K>>> = Vec::new();
+    let mut children: Vec<(Option<&'g K>, Pid)> = Vec::new();
+    let (mut node, mut lo, mut hi): (_, Option<&'g K>, Option<&'g K>) = (head, None, head.high());
+    loop {
         match node.body() {
             Body::IndexEntry(entry) => changes.push((&entry.separator, Some(entry.child))),
             Body::IndexDelete(delete) => {
@@ -320,64 +336,98 @@ pub(crate) fn collect_inner<'g, K: Ord, V>(head: NodeRef<'g, K, V>) -> Vec<(Opti
             }
             Body::Split(_) | Body::Remove(_) | Body::Collapse => {}
             Body::Inner(base) => {
-                let mut children = Vec::with_capacity(base.children().len() + changes.len());
-                children.push((None, base.children()[0]));
+                let start = children.len();
+                // The segment's first child starts at the segment's low key.
+                children.push((lo, base.children()[0]));
                 children.extend(
                     base.separators()
                         .iter()
                         .zip(&base.children()[1..])
                         .map(|(s, c)| (Some(s), *c)),
                 );
-                break children;
+                let inside =
+                    |key: &K| lo.is_none_or(|lo| lo <= key) && hi.is_none_or(|hi| key < hi);
+                // Oldest first, so that later changes win; changes outside the segment belong to
+                // another segment.
+                for &(separator, child) in changes.iter().rev().filter(|(s, _)| inside(s)) {
+                    let segment = &mut children[start..];
+                    let at =
+                        segment.partition_point(|(low, _)| low.is_none_or(|low| low < separator));
+                    let exists =
+                        matches!(segment.get(at), Some((Some(low), _)) if *low == separator);
+                    match (child, exists) {
+                        (Some(child), true) => segment[at].1 = child,
+                        (Some(child), false) => {
+                            children.insert(start + at, (Some(separator), child))
+                        }
+                        (None, true) => {
+                            children.remove(start + at);
+                        }
+                        (None, false) => {}
+                    }
+                }
+                // Drop anything a split moved to a right sibling (entries are kept below `hi`).
+                if let Some(hi) = hi {
+                    let keep = start
+                        + children[start..]
+                            .partition_point(|(low, _)| low.is_none_or(|low| low < hi));
+                    children.truncate(keep);
+                }
+                let Some(RightSide {
+                    head: right,
+                    lo: right_lo,
+                    hi: right_hi,
+                    above,
+                }) = pending.pop()
+                else {
+                    return children;
+                };
+                changes.truncate(above);
+                // The right side's own page ends at its newest node's high key.
+                let right_hi = match (right_hi, right.high()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                (node, lo, hi) = (right, right_lo, right_hi);
+                continue;
             }
             Body::Merge(merge) => {
-                let mut children =
-                    collect_inner(node.next().expect("a delta always has a successor"));
-                let mut right = collect_inner(merge.right_state());
-                right[0].0 = Some(&merge.separator);
-                children.append(&mut right);
-                break children;
+                pending.push(RightSide {
+                    head: merge.right_state(),
+                    lo: Some(&merge.separator),
+                    hi,
+                    above: changes.len(),
+                });
+                hi = Some(&merge.separator);
             }
             Body::Leaf(_) | Body::Insert(_) | Body::Delete(_) | Body::Batch(_) => {
                 unreachable!("leaf node in an inner chain")
             }
         }
         node = node.next().expect("a delta always has a successor");
-    };
-    // Oldest first, so that later changes win.
-    for (separator, child) in changes.into_iter().rev() {
-        let at = children.partition_point(|(low, _)| low.is_none_or(|low| low < separator));
-        let exists = matches!(children.get(at), Some((Some(low), _)) if *low == separator);
-        match (child, exists) {
-            (Some(child), true) => children[at].1 = child,
-            (Some(child), false) => children.insert(at, (Some(separator), child)),
-            (None, true) => {
-                children.remove(at);
-            }
-            (None, false) => {}
-        }
     }
-    // Drop anything a split moved to the right sibling (entries are kept below `high`).
-    if let Some(high) = head.high() {
-        children.retain(|(low, _)| low.is_none_or(|low| low < high));
-    }
-    children
 }
 
 /// Number of index-term-delete deltas in an inner page's chain whose removal was aborted: each made
 /// the header's child count one lower than the real one (see `check_invariants`).
 pub(crate) fn aborted_deletes<K, V>(head: NodeRef<'_, K, V>) -> u32 {
     let mut count = 0;
-    let mut node = Some(head);
-    while let Some(n) = node {
-        match n.body() {
-            Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Aborted => {
-                count += 1
+    // Merged pages' chains still to walk (no recursion: merges can nest deeply).
+    let mut pending = vec![head];
+    while let Some(mut node) = pending.pop() {
+        loop {
+            match node.body() {
+                Body::IndexDelete(delete) if delete.removal.state() == RemovalState::Aborted => {
+                    count += 1
+                }
+                Body::Merge(merge) => pending.push(merge.right_state()),
+                _ => {}
             }
-            Body::Merge(merge) => count += aborted_deletes(merge.right_state()),
-            _ => {}
+            match node.next() {
+                Some(next) => node = next,
+                None => break,
+            }
         }
-        node = n.next();
     }
     count
 }

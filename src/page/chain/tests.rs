@@ -10,6 +10,9 @@ mod collect_and_lookup {
     /// A chain built by hand, freed on drop.
     struct Chain(*mut crate::page::Node<u64, u64>);
 
+    // SAFETY: a hand-built chain is owned by its `Chain` alone; moving it moves the whole chain.
+    unsafe impl Send for Chain {}
+
     impl Chain {
         fn head(&self) -> NodeRef<'_, u64, u64> {
             // SAFETY: the chain is alive until `self` is dropped.
@@ -250,6 +253,108 @@ mod collect_and_lookup {
         }
     }
 
+    /// Chooses which of `n + 1` groups of pages absorbs its right neighbour next (`0..n`), given
+    /// a source of random draws.
+    type Pick<'a> = dyn FnMut(usize, &mut dyn FnMut(u64) -> u64) -> usize + 'a;
+
+    /// Pages `[10i, 10i + 10)` for `i < pages`, each a base page with random records and random
+    /// deltas, merged pairwise in the order `pick` chooses (an index into the current list of
+    /// groups: group `g` absorbs group `g + 1`), with random deltas posted above each merge delta:
+    /// a merge tree as merges of merges build it. Returns the chain and its logical content.
+    fn merge_tree(
+        pages: u64,
+        next: &mut dyn FnMut(u64) -> u64,
+        pick: &mut Pick<'_>,
+    ) -> (Chain, std::collections::BTreeMap<u64, u64>) {
+        let mut model = std::collections::BTreeMap::new();
+        let mut groups: Vec<(u64, Chain)> = (0..pages)
+            .map(|i| {
+                let base: Vec<(u64, u64)> = (10 * i..10 * i + 10)
+                    .filter(|_| next(2) == 0)
+                    .map(|k| (k, k + 1000))
+                    .collect();
+                let deltas: Vec<(u64, Option<u64>)> = (0..next(3))
+                    .map(|j| (10 * i + next(10), (next(3) != 0).then_some(j + 500)))
+                    .collect();
+                model.extend(base.iter().copied());
+                apply(&mut model, &deltas);
+                (10 * i, leaf_chain(&base, &deltas))
+            })
+            .collect();
+        while groups.len() > 1 {
+            let g = pick(groups.len() - 1, next);
+            let (separator, right) = groups.remove(g + 1);
+            let end = groups.get(g + 1).map_or(10 * pages, |(low, _)| *low);
+            let (low, chain) = &mut groups[g];
+            chain.push(|prev| page::merge_delta(prev, right.head(), Pid(7), separator));
+            // The merge delta owns the right chain now (freed with `chain`).
+            core::mem::forget(right);
+            let above: Vec<(u64, Option<u64>)> = (0..next(3))
+                .map(|j| (*low + next(end - *low), (next(3) != 0).then_some(j + 900)))
+                .collect();
+            for &(key, value) in &above {
+                chain.push(|prev| match value {
+                    Some(value) => page::insert_delta(prev, key, value, 0, None),
+                    None => page::delete_delta(prev, key, 0, None),
+                });
+            }
+            apply(&mut model, &above);
+        }
+        (groups.pop().expect("one group").1, model)
+    }
+
+    #[test]
+    fn nested_merge_trees_collect_and_look_up_like_a_model() {
+        // Merges of merged pages, in random orders: the deltas above each merge apply to both of
+        // its sides, and each side's own deltas to that side only.
+        let mut next = draws(0x2545_f491_4f6c_dd1d);
+        for case in 0..300 {
+            let pages = 2 + next(9);
+            let (chain, model) = merge_tree(pages, &mut next, &mut |groups, next| {
+                next(groups as u64) as usize
+            });
+            for key in 0..10 * pages {
+                assert_eq!(
+                    leaf_get(chain.head(), &key),
+                    model.get(&key),
+                    "case {case}, key {key}"
+                );
+            }
+            let (lo, hi) = (next(10 * pages), next(10 * pages));
+            assert_collects_model(&chain, &model, lo, hi, case);
+        }
+    }
+
+    #[test]
+    fn deep_merge_trees_collect_without_recursion() {
+        // 3,000 pages merged as a cascade of removals builds them: every merged page merging on
+        // into its left neighbour (nested through the right sides), or one page absorbing its
+        // right neighbours one after the other (nested through `next`). Collected on a 64 KiB
+        // stack, which a recursion per merge would overflow.
+        let mut next = draws(0x9e37_79b9_7f4a_7c15);
+        for leftwards in [true, false] {
+            let (chain, model) = merge_tree(3_000, &mut next, &mut |groups, _| {
+                if leftwards { groups - 1 } else { 0 }
+            });
+            let collected = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let all = collect_all(&chain, Bound::Unbounded, Bound::Unbounded);
+                    let some =
+                        collect_all(&chain, Bound::Included(&15_000), Bound::Excluded(&15_100));
+                    (all, some)
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let want: Vec<(u64, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+            assert_eq!(collected.0, want);
+            let some: Vec<(u64, u64)> =
+                model.range(15_000..15_100).map(|(k, v)| (*k, *v)).collect();
+            assert_eq!(collected.1, some);
+        }
+    }
+
     #[test]
     fn lookup_shortcut_summarises_delta_positions() {
         // Base [1, 3, 5]: key 1 has position 0, key 6 position 3.
@@ -350,5 +455,104 @@ mod index_delete {
         assert_eq!(children, vec![Pid(1), Pid(2), Pid(5)]);
         // SAFETY: test-local chain.
         unsafe { free_chain(head) };
+    }
+
+    /// The inner-page counterpart of the leaf merge trees: pages `[100i, 100i + 100)` with random
+    /// separators, merged pairwise in random order (or as a cascade), with index entries and
+    /// index-term-deletes posted above the merges. `collect_inner` must equal a model map from low
+    /// key to child, and must not recurse per merge (run on a 64 KiB stack).
+    #[test]
+    fn inner_merge_trees_collect_like_a_model() {
+        let mut x: u64 = 0x853c_49e6_748f_ea9b;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut pid = 100u64;
+        for case in 0..200 {
+            let cascade = case % 50 == 49;
+            let pages: u64 = if cascade { 2_000 } else { 2 + next(7) };
+            let mut model: std::collections::BTreeMap<Option<u64>, Pid> = Default::default();
+            let mut groups: Vec<(u64, *mut page::Node<u64, u64>)> = (0..pages)
+                .map(|i| {
+                    let low = 100 * i;
+                    let mut separators: Vec<u64> =
+                        (low + 1..low + 100).filter(|_| next(20) == 0).collect();
+                    separators.dedup();
+                    let children: Vec<Pid> = (0..=separators.len())
+                        .map(|_| {
+                            pid += 1;
+                            Pid(pid)
+                        })
+                        .collect();
+                    model.insert((i > 0).then_some(low), children[0]);
+                    for (s, c) in separators.iter().zip(&children[1..]) {
+                        model.insert(Some(*s), *c);
+                    }
+                    let high = (i + 1 < pages).then_some(low + 100);
+                    let base = page::inner_base::<u64, u64>(
+                        1,
+                        (i > 0).then_some(low),
+                        high,
+                        Pid::NONE,
+                        separators.into_iter(),
+                        &children,
+                    );
+                    (low, base.into_raw())
+                })
+                .collect();
+            while groups.len() > 1 {
+                let g = if cascade {
+                    groups.len() - 2
+                } else {
+                    next(groups.len() as u64 - 1) as usize
+                };
+                let (separator, right) = groups.remove(g + 1);
+                let end = groups.get(g + 1).map_or(100 * pages, |(low, _)| *low);
+                let (low, head) = &mut groups[g];
+                // SAFETY: test-local chains, alive until freed at the end of the case.
+                let (left_ref, right_ref) = unsafe {
+                    (
+                        NodeRef::from_raw(*head).unwrap(),
+                        NodeRef::from_raw(right).unwrap(),
+                    )
+                };
+                *head = page::merge_delta(left_ref, right_ref, Pid(7), separator).into_raw();
+                for _ in 0..next(3) {
+                    // SAFETY: as above.
+                    let prev = unsafe { NodeRef::from_raw(*head) }.unwrap();
+                    let key = *low + 1 + next(end - *low - 1);
+                    *head = if next(2) == 0 {
+                        pid += 1;
+                        model.insert(Some(key), Pid(pid));
+                        page::index_entry_delta(prev, key, Pid(pid), None, 0).into_raw()
+                    } else {
+                        model.remove(&Some(key));
+                        page::index_delete_delta(prev, key, None, Pid::NONE, Removal::new(), 0)
+                            .into_raw()
+                    };
+                }
+            }
+            let head = groups.pop().unwrap().1 as usize;
+            let collected = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    // SAFETY: as above; the chain is alive until freed below.
+                    let head = unsafe { NodeRef::from_raw(head as *mut page::Node<u64, u64>) };
+                    collect_inner(head.unwrap())
+                        .into_iter()
+                        .map(|(low, pid)| (low.copied(), pid))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let want: Vec<(Option<u64>, Pid)> = model.into_iter().collect();
+            assert_eq!(collected, want, "case {case}");
+            // SAFETY: built here, never shared; the merge deltas own the merged chains.
+            unsafe { free_chain(head as *mut page::Node<u64, u64>) };
+        }
     }
 }
