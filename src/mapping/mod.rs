@@ -21,6 +21,7 @@ use core::ptr;
 
 use crossbeam_epoch::Guard;
 
+use crate::memory::reclaim::retire;
 use crate::page::{Body, Node, NodeRef, OwnedNode, free_chain};
 use crate::research::fault::{self, Fault};
 use crate::sync::{AtomicPtr, Ordering, PUBLISHED_LOAD};
@@ -225,28 +226,27 @@ impl<K, V> MappingTable<K, V> {
 
     /// Allocates a PID and publishes `page` as its first state.
     pub(crate) fn allocate(&self, page: OwnedNode<K, V>, guard: &Guard) -> Pid {
-        let pid = self.pids.allocate(guard);
-        let slot = self.slot_or_grow(pid);
-        // Release: publishes the page's contents with the slot. The PID is not yet known to any
-        // other thread; it becomes reachable only through a later Release CAS that links it.
-        slot.store(page.into_raw(), Ordering::Release);
+        let pid = self.reserve(guard);
+        self.publish_reserved(pid, page);
         pid
     }
 
-    /// Takes back a PID that was allocated but never linked into the tree (a split or root
-    /// installation whose CAS failed) and frees its page at once: no other thread can hold it.
-    pub(crate) fn free_unpublished(&self, pid: Pid, guard: &Guard) {
-        let slot = self
-            .slot(pid)
-            .expect("freeing a PID that was never allocated");
-        // Relaxed is enough: no other thread knows this PID, so nobody reads the slot concurrently.
-        let page = slot.swap(ptr::null_mut(), Ordering::Relaxed);
-        if !page.is_null() {
-            // SAFETY: the page was published only into this slot, which no other thread ever
-            // reached; the swap removed the only pointer to it.
-            unsafe { free_chain(page) };
-        }
-        self.pids.push(pid, guard);
+    /// Hands out a PID whose page will be published later ([`MappingTable::publish_reserved`]);
+    /// until then its slot reads as "no page" (a fresh PID's slot is null, a recycled one's was
+    /// cleared before it was recycled).
+    pub(crate) fn reserve(&self, guard: &Guard) -> Pid {
+        let pid = self.pids.allocate(guard);
+        let _ = self.slot_or_grow(pid);
+        pid
+    }
+
+    /// Publishes `page` as the first state of the reserved `pid`.
+    pub(crate) fn publish_reserved(&self, pid: Pid, page: OwnedNode<K, V>) {
+        let slot = self.slot(pid).expect("a reserved PID has a slot");
+        // Release: publishes the page's contents with the slot. The PID becomes reachable by links
+        // only through a later Release CAS that links it.
+        let previous = slot.swap(page.into_raw(), Ordering::Release);
+        debug_assert!(previous.is_null(), "a reserved PID's slot held a page");
     }
 
     /// Clears the slot of a page that was removed from the tree, if it still holds `state` (the
@@ -312,6 +312,29 @@ impl<K, V> MappingTable<K, V> {
     /// The number of PIDs ever handed out (an upper bound on live pages).
     pub(crate) fn high_water(&self) -> u64 {
         self.pids.high_water()
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> MappingTable<K, V> {
+    /// Takes back a PID that was reserved (and maybe published) but never linked into the tree:
+    /// the pages of a split or a root installation whose CAS failed. Threads that do not follow
+    /// links may still read the page — `shape()` and `debug_dump()` visit every PID, and a range
+    /// iterator's saved hint may name a recycled PID — so the page is freed, and the PID
+    /// recycled, only through the epoch collector, like any unlinked page.
+    pub(crate) fn free_unpublished(&self, pid: Pid, guard: &Guard) {
+        let slot = self
+            .slot(pid)
+            .expect("freeing a PID that was never allocated");
+        // Relaxed: the swap hands nothing over; a thread that loaded the page before it is pinned,
+        // and the deferred free below waits for it.
+        let page = slot.swap(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: a page reserved for a link that was never made was published only into this
+        // slot (never linked from another page), which the swap just cleared.
+        if let Some(head) = unsafe { NodeRef::from_raw(page) } {
+            // The slot no longer points into the page and no page links to it: unlinked.
+            retire(self, Unlinked { head }, guard);
+        }
+        self.pids.recycle_after_epoch(pid, guard);
     }
 }
 

@@ -42,6 +42,7 @@ impl PidAllocator {
         Pid(self.next.fetch_add(1, Ordering::Relaxed))
     }
 
+    #[allow(dead_code)]
     pub(super) fn push(&self, pid: Pid, guard: &Guard) {
         self.free.push(pid, guard);
     }

@@ -66,8 +66,27 @@ where
         }
         let node = page.node();
         let level = node.meta.level;
+        // The new pages' PIDs are reserved before the content is read. A thread may hold one of
+        // them from before it was recycled (a range iterator's hint names a page without a guard,
+        // see `iter`) and find the unlinked piece there: it then reads a copy of the page taken
+        // after it saved the PID, which is as good as reading the page (see the protocol guide,
+        // R6). Until a piece is published its slot reads as no page.
+        let expected = cut.sizes(node.meta.size as usize).len();
+        if expected < 2 {
+            return 0;
+        }
+        let mut pids: Vec<Pid> = (1..expected).map(|_| self.table.reserve(guard)).collect();
         let content = Content::collect(node);
         let sizes = cut.sizes(content.len());
+        // The header's count is exact, so this only adjusts for an `Ord` that is not a total
+        // order (keys collected differently from how they were counted).
+        while pids.len() + 1 > sizes.len().max(1) {
+            let pid = pids.pop().expect("more PIDs than pieces");
+            self.table.free_unpublished(pid, guard);
+        }
+        while pids.len() + 1 < sizes.len() {
+            pids.push(self.table.reserve(guard));
+        }
         if sizes.len() < 2 {
             return 0;
         }
@@ -80,10 +99,11 @@ where
         starts.push(at);
         let high = node.high().cloned();
         // Step 1: pieces k-1 .. 1, right to left, each linked to the one after it; every piece but
-        // the last carries the unfinished split towards its right neighbour.
-        let mut right = node.meta.right;
+        // the last carries the unfinished split towards its right neighbour. Piece `i` goes under
+        // `pids[i - 1]`.
         let mut pieces: Vec<(Pid, NodeRef<'_, K, V>)> = Vec::with_capacity(sizes.len() - 1);
         for i in (1..sizes.len()).rev() {
+            let right = pids.get(i).copied().unwrap_or(node.meta.right);
             let low = content.low_key(starts[i]).clone();
             let next_low = (i + 1 < sizes.len()).then(|| content.low_key(starts[i + 1]).clone());
             let base = content.page(
@@ -97,13 +117,15 @@ where
                 Some(separator) => page::split_delta(base, separator, right, high.clone()),
                 None => base,
             };
-            right = self.table.allocate(state, guard);
+            let pid = pids[i - 1];
+            self.table.publish_reserved(pid, state);
             let published = self
                 .table
-                .load(right, guard)
-                .expect("a page just allocated is in the table");
-            pieces.push((right, published));
+                .load(pid, guard)
+                .expect("a page just published is in the table");
+            pieces.push((pid, published));
         }
+        let right = pids[0];
         // Step 2: the page keeps piece 0 and points at piece 1.
         let separator = content.low_key(starts[1]).clone();
         let lower = content.page(
