@@ -31,6 +31,49 @@ use crate::research::counters::Stats;
 /// assert_eq!(tree.remove(&7), Some(71));
 /// assert!(tree.is_empty());
 /// ```
+///
+/// # Thread safety
+/// `BwTree<K, V>` is `Send` and `Sync` exactly when `K` and `V` are both `Send + Sync`: readers on
+/// any thread borrow keys and values, and a replaced value is dropped by whichever thread runs the
+/// epoch collector. A [`Range`](crate::Range) is `Send` under the same condition; a [`Pinned`]
+/// handle keeps the current thread pinned and stays on it.
+///
+/// ```compile_fail
+/// // Not `Send`: `Rc` keys could be cloned or dropped on two threads at once.
+/// fn needs_send<T: Send>() {}
+/// needs_send::<bwtree::BwTree<std::rc::Rc<String>, u64>>();
+/// ```
+///
+/// ```compile_fail
+/// // A pinned handle belongs to the thread that pinned.
+/// fn needs_send<T: Send>() {}
+/// needs_send::<bwtree::Pinned<'static, u64, u64>>();
+/// ```
+///
+/// # Panics
+/// The tree runs user code in `K: Clone`, `V: Clone`, `K: Ord` and in the keys' and values'
+/// `Drop`; it panics on its own only for a broken `Ord` (see below). If a `Clone` or an `Ord`
+/// panics inside an operation — in the operation itself or in a consolidation, split, merge,
+/// root change, batch or maintenance pass it runs — the panic reaches the caller of that operation
+/// (or, on the background maintenance thread, [`MaintenanceHandle::stop`](crate::MaintenanceHandle::stop)), and:
+/// - the operation took effect or not, as one unit per key (an `insert` whose clone of the replaced
+///   value panics has inserted; a batch has applied some of its keys);
+/// - every other key keeps its value and is found at once by `get`, `range` and the other reads;
+/// - a structure modification the panic interrupted is left as an unfinished step that the next
+///   thread to meet it completes (help-along) or a maintenance pass does, as if its thread had
+///   stalled; nothing waits for it;
+/// - no page, key or value leaks or is dropped twice, and the tree stays usable.
+///
+/// `tests/panic_safety.rs` checks this for a panic at every clone and comparison site a workload on
+/// tiny pages reaches. Hence `BwTree` is [`UnwindSafe`](std::panic::UnwindSafe) and
+/// [`RefUnwindSafe`](std::panic::RefUnwindSafe) when its keys and values are.
+///
+/// `Drop` of a key or value must not panic: replaced values are dropped by the epoch collector on
+/// whichever thread collects, where a panic can abort the process or leak the rest of the batch.
+///
+/// An `Ord` that is not a total order (or changes while keys are in the tree) is a logic error,
+/// as for [`BTreeMap`](std::collections::BTreeMap): results are unspecified (missing or duplicate
+/// keys, wrong answers, a panic), but never undefined behaviour.
 pub struct BwTree<K = u64, V = u64> {
     pub(crate) table: MappingTable<K, V>,
     /// PID of the root page.
@@ -266,6 +309,17 @@ where
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+// The tree's own state survives a panic in user code consistent (see *Panics* on `BwTree`); what
+// is not unwind safe is only what the keys and values themselves are.
+impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe> std::panic::UnwindSafe
+    for BwTree<K, V>
+{
+}
+impl<K: std::panic::RefUnwindSafe, V: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe
+    for BwTree<K, V>
+{
 }
 
 /// A [`LocalHandle`] of another epoch collector was given to [`BwTree::pin_with`].

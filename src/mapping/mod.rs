@@ -17,6 +17,7 @@
 //! an epoch has passed since the page became unreachable (see [`PidAllocator::recycle_after_epoch`]),
 //! so a thread that read an old link to the PID can never land on a page that reused it.
 
+use core::marker::PhantomData;
 use core::ptr;
 
 use crossbeam_epoch::Guard;
@@ -65,6 +66,10 @@ type Slot<K, V> = AtomicPtr<Node<K, V>>;
 pub(crate) struct MappingTable<K, V> {
     segments: Box<[AtomicPtr<Slot<K, V>>]>,
     pids: PidAllocator,
+    /// The table owns the nodes its slots point to, and with them keys and values that other
+    /// threads read and drop: it is `Send` and `Sync` exactly when [`Node`] is (`K` and `V` both
+    /// `Send + Sync`), which the atomic pointers alone would not say.
+    _nodes: PhantomData<Node<K, V>>,
 }
 
 impl<K, V> MappingTable<K, V> {
@@ -75,6 +80,7 @@ impl<K, V> MappingTable<K, V> {
         MappingTable {
             segments,
             pids: PidAllocator::new(),
+            _nodes: PhantomData,
         }
     }
 

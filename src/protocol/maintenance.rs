@@ -171,26 +171,53 @@ pub struct MaintenanceHandle {
 
 impl MaintenanceHandle {
     /// Stops the thread, waits for it, and returns the sum of what its passes did.
+    ///
+    /// # Panics
+    /// If a pass panicked (a key's or value's `Clone`, `Ord` or `Drop` panicked while the thread
+    /// consolidated or split a page), the thread stopped there, and this resumes its panic on the
+    /// caller's thread. [`MaintenanceHandle::try_stop`] returns it instead. The tree stays
+    /// consistent and usable either way (see [`BwTree`]'s *Panics*).
     pub fn stop(mut self) -> MaintenanceReport {
+        match self.shutdown() {
+            Ok(report) => report,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Like [`MaintenanceHandle::stop`], returning the thread's panic as an `Err` instead of
+    /// resuming it.
+    pub fn try_stop(mut self) -> std::thread::Result<MaintenanceReport> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> MaintenanceReport {
+    /// Whether the thread has ended: stopped, or stopped by a panic (see
+    /// [`MaintenanceHandle::stop`]), or because the tree was dropped.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    fn shutdown(&mut self) -> std::thread::Result<MaintenanceReport> {
         // Relaxed: see the load in the thread; the join below synchronises.
         self.stop
             .store(true, crate::sync::unmodeled::Ordering::Relaxed);
         match self.thread.take() {
             Some(thread) => {
                 thread.thread().unpark();
-                thread.join().unwrap_or_default()
+                thread.join()
             }
-            None => MaintenanceReport::default(),
+            None => Ok(MaintenanceReport::default()),
         }
     }
 }
 
 impl Drop for MaintenanceHandle {
+    /// Stops the thread and waits for it. A panic of the thread is resumed here unless the
+    /// current thread is already unwinding (then it is dropped: a second panic would abort).
     fn drop(&mut self) {
-        self.shutdown();
+        if let Err(panic) = self.shutdown() {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(panic);
+            }
+        }
     }
 }

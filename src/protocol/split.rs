@@ -75,17 +75,21 @@ where
         if expected < 2 {
             return 0;
         }
-        let mut pids: Vec<Pid> = (1..expected).map(|_| self.table.reserve(guard)).collect();
+        let mut pids = ReservedPids {
+            tree: self,
+            pids: (1..expected).map(|_| self.table.reserve(guard)).collect(),
+            guard,
+        };
         let content = Content::collect(node);
         let sizes = cut.sizes(content.len());
         // The header's count is exact, so this only adjusts for an `Ord` that is not a total
         // order (keys collected differently from how they were counted).
-        while pids.len() + 1 > sizes.len().max(1) {
-            let pid = pids.pop().expect("more PIDs than pieces");
+        while pids.pids.len() + 1 > sizes.len().max(1) {
+            let pid = pids.pids.pop().expect("more PIDs than pieces");
             self.table.free_unpublished(pid, guard);
         }
-        while pids.len() + 1 < sizes.len() {
-            pids.push(self.table.reserve(guard));
+        while pids.pids.len() + 1 < sizes.len() {
+            pids.pids.push(self.table.reserve(guard));
         }
         if sizes.len() < 2 {
             return 0;
@@ -103,7 +107,7 @@ where
         // `pids[i - 1]`.
         let mut pieces: Vec<(Pid, NodeRef<'_, K, V>)> = Vec::with_capacity(sizes.len() - 1);
         for i in (1..sizes.len()).rev() {
-            let right = pids.get(i).copied().unwrap_or(node.meta.right);
+            let right = pids.pids.get(i).copied().unwrap_or(node.meta.right);
             let low = content.low_key(starts[i]).clone();
             let next_low = (i + 1 < sizes.len()).then(|| content.low_key(starts[i + 1]).clone());
             let base = content.page(
@@ -117,7 +121,7 @@ where
                 Some(separator) => page::split_delta(base, separator, right, high.clone()),
                 None => base,
             };
-            let pid = pids[i - 1];
+            let pid = pids.pids[i - 1];
             self.table.publish_reserved(pid, state);
             let published = self
                 .table
@@ -125,7 +129,7 @@ where
                 .expect("a page just published is in the table");
             pieces.push((pid, published));
         }
-        let right = pids[0];
+        let right = pids.pids[0];
         // Step 2: the page keeps piece 0 and points at piece 1.
         let separator = content.low_key(starts[1]).clone();
         let lower = content.page(
@@ -140,6 +144,8 @@ where
         self.stats.cas(CasKind::Split, installed.is_ok());
         match installed {
             Ok(replaced) => {
+                // Linked: the pieces belong to the tree now.
+                pids.pids.clear();
                 self.stats
                     .done(Counter::Split, level, (sizes.len() - 1) as u64);
                 // The pieces own copies of every key and value of the old chain.
@@ -163,12 +169,10 @@ where
                 sizes.len() - 1
             }
             Err(delta) => {
-                // Neither the split delta nor the lower half (which it owns) was published.
+                // Neither the split delta nor the lower half (which it owns) was published; the
+                // pieces were never linked and go back with their PIDs when `pids` is dropped.
                 drop(delta);
-                for (pid, _) in pieces {
-                    // Never linked: only this thread knows the PIDs.
-                    self.table.free_unpublished(pid, guard);
-                }
+                drop(pieces);
                 0
             }
         }
@@ -337,6 +341,23 @@ where
                 self.table.free_unpublished(new_pid, guard);
                 Err(Restart(RestartCause::SplitView))
             }
+        }
+    }
+}
+
+/// The PIDs a split reserved for its new pages, until one CAS links them: if the split fails, or a
+/// key's or value's `Clone` or `Ord` panics while it builds them, dropping this hands them back
+/// with whatever was published under them, so nothing stays behind unreachable.
+struct ReservedPids<'t, 'g, K: Send + 'static, V: Send + 'static> {
+    tree: &'t BwTree<K, V>,
+    pids: Vec<Pid>,
+    guard: &'g Guard,
+}
+
+impl<K: Send + 'static, V: Send + 'static> Drop for ReservedPids<'_, '_, K, V> {
+    fn drop(&mut self) {
+        for pid in self.pids.drain(..) {
+            self.tree.table.free_unpublished(pid, self.guard);
         }
     }
 }

@@ -24,6 +24,10 @@ pub struct Counters {
     drops: AtomicUsize,
     /// The clone (counted from 1 in `clones`) that panics; 0: none.
     panic_at: AtomicUsize,
+    /// Calls of `cmp` (and so of every comparison operator).
+    compares: AtomicUsize,
+    /// The comparison (counted from 1 in `compares`) that panics; 0: none.
+    panic_compare_at: AtomicUsize,
 }
 
 impl Counters {
@@ -34,6 +38,8 @@ impl Counters {
             clones: AtomicUsize::new(0),
             drops: AtomicUsize::new(0),
             panic_at: AtomicUsize::new(0),
+            compares: AtomicUsize::new(0),
+            panic_compare_at: AtomicUsize::new(0),
         }
     }
 
@@ -50,6 +56,16 @@ impl Counters {
     /// Values dropped so far.
     pub fn drops(&self) -> usize {
         self.drops.load(Ordering::Relaxed)
+    }
+
+    /// Makes the `n`-th comparison of two values from now on panic (`n >= 1`); `n = 0` cancels it.
+    pub fn panic_on_compare(&self, n: usize) {
+        let at = if n == 0 {
+            0
+        } else {
+            self.compares.load(Ordering::Relaxed) + n
+        };
+        self.panic_compare_at.store(at, Ordering::Relaxed);
     }
 
     /// Makes the `n`-th clone from now on panic, before it creates anything (`n >= 1`); `n = 0`
@@ -119,6 +135,10 @@ impl PartialOrd for Tracked {
 
 impl Ord for Tracked {
     fn cmp(&self, other: &Self) -> CmpOrdering {
+        let n = self.counters.compares.fetch_add(1, Ordering::Relaxed) + 1;
+        if n == self.counters.panic_compare_at.load(Ordering::Relaxed) {
+            panic!("Tracked: comparison {n} panics, as the test asked");
+        }
         self.value.cmp(&other.value)
     }
 }
