@@ -21,6 +21,13 @@ mod tree;
 /// [`BwTree::pin_with`] can be called without depending on a matching version of it.
 pub use crossbeam_epoch as epoch;
 
+/// A unit test's size: `native` normally, `miri` under Miri, which runs code about a thousand
+/// times slower (`scripts/miri.sh`).
+#[cfg(test)]
+pub(crate) const fn test_size(native: u64, miri: u64) -> u64 {
+    if cfg!(miri) { miri } else { native }
+}
+
 /// Test hooks, only with the `fault-injection` feature (see `scripts/fault-injection.sh`).
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]

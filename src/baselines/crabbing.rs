@@ -688,13 +688,13 @@ mod tests {
             for t in 0..2u64 {
                 let tree = &tree;
                 s.spawn(move || {
-                    for i in 0..3000u64 {
+                    for i in 0..crate::test_size(3_000, 200) {
                         tree.insert(i * 2 + t, i);
                     }
                 });
             }
             s.spawn(|| {
-                for _ in 0..200 {
+                for _ in 0..crate::test_size(200, 10) {
                     let mut out = Vec::new();
                     tree.scan(Bound::Excluded(&100), Bound::Included(&5000), 64, &mut out);
                     assert!(out.len() <= 64);

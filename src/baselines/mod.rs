@@ -274,7 +274,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..4 {
                 s.spawn(|| {
-                    for _ in 0..1000 {
+                    for _ in 0..crate::test_size(1_000, 50) {
                         counter.incr();
                     }
                 });

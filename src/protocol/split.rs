@@ -500,7 +500,7 @@ mod tests {
     fn cascading_splits_grow_the_tree_one_level_at_a_time() {
         let tree = tree(4, 2);
         let mut last_height = 1;
-        for key in 0..2_000u64 {
+        for key in 0..crate::test_size(2_000, 200) {
             tree.insert(key, key);
             let height = tree.height();
             assert!(height == last_height || height == last_height + 1);

@@ -92,13 +92,13 @@ fn concurrent_splits_and_scans_stay_ordered() {
         for t in 0..2u64 {
             let tree = &tree;
             s.spawn(move || {
-                for i in 0..20_000u64 {
+                for i in 0..crate::test_size(20_000, 300) {
                     tree.insert(i * 2 + t, i);
                 }
             });
         }
         s.spawn(|| {
-            for _ in 0..500 {
+            for _ in 0..crate::test_size(500, 10) {
                 let mut out = Vec::new();
                 tree.scan(
                     Bound::Excluded(&100),
@@ -114,7 +114,9 @@ fn concurrent_splits_and_scans_stay_ordered() {
     });
     assert_eq!(tree.shape().entries, 40_000);
     assert_eq!(all(&tree), {
-        let mut v: Vec<(u64, u64)> = (0..40_000).map(|k| (k, k / 2)).collect();
+        let mut v: Vec<(u64, u64)> = (0..crate::test_size(40_000, 400))
+            .map(|k| (k, k / 2))
+            .collect();
         v.sort_unstable();
         v
     });

@@ -98,7 +98,7 @@ mod collect_and_lookup {
         // each other and the page's ends): the page built from the base page's runs and the sorted
         // deltas must equal the collected page, record for record.
         let mut next = draws(0x9e37_79b9_7f4a_7c15);
-        for case in 0..500 {
+        for case in 0..crate::test_size(500, 12) {
             let base: Vec<(u64, u64)> = (0..40u64)
                 .filter(|_| next(3) == 0)
                 .map(|k| (k, k + 1000))
@@ -154,7 +154,7 @@ mod collect_and_lookup {
         model: &std::collections::BTreeMap<u64, u64>,
         lo: u64,
         hi: u64,
-        case: usize,
+        case: u64,
     ) {
         let bounds = [
             (Bound::Included(&lo), Bound::Excluded(&hi)),
@@ -195,7 +195,7 @@ mod collect_and_lookup {
         // Random chains as above; the base page's runs and the deltas merged by
         // `apply_deltas_to_run`.
         let mut next = draws(0x2545_f491_4f6c_dd1d);
-        for case in 0..300 {
+        for case in 0..crate::test_size(300, 10) {
             let base: Vec<(u64, u64)> = (0..30u64)
                 .filter(|_| next(2) == 0)
                 .map(|k| (k, k + 1000))
@@ -216,7 +216,7 @@ mod collect_and_lookup {
         // each with its own deltas, and deltas on either side of the separator above the merge:
         // the two halves are collected and the newer deltas merged over them (`apply_deltas`).
         let mut next = draws(0x9e37_79b9_7f4a_7c15);
-        for case in 0..300 {
+        for case in 0..crate::test_size(300, 10) {
             let half = |next: &mut dyn FnMut(u64) -> u64, from: u64| -> Vec<(u64, u64)> {
                 (from..from + 20)
                     .filter(|_| next(2) == 0)
@@ -308,7 +308,7 @@ mod collect_and_lookup {
         // Merges of merged pages, in random orders: the deltas above each merge apply to both of
         // its sides, and each side's own deltas to that side only.
         let mut next = draws(0x2545_f491_4f6c_dd1d);
-        for case in 0..300 {
+        for case in 0..crate::test_size(300, 10) {
             let pages = 2 + next(9);
             let (chain, model) = merge_tree(pages, &mut next, &mut |groups, next| {
                 next(groups as u64) as usize
@@ -333,9 +333,10 @@ mod collect_and_lookup {
         // stack, which a recursion per merge would overflow.
         let mut next = draws(0x9e37_79b9_7f4a_7c15);
         for leftwards in [true, false] {
-            let (chain, model) = merge_tree(3_000, &mut next, &mut |groups, _| {
-                if leftwards { groups - 1 } else { 0 }
-            });
+            let (chain, model) =
+                merge_tree(crate::test_size(3_000, 60), &mut next, &mut |groups, _| {
+                    if leftwards { groups - 1 } else { 0 }
+                });
             let collected = std::thread::Builder::new()
                 .stack_size(64 * 1024)
                 .spawn(move || {
@@ -471,9 +472,13 @@ mod index_delete {
             x % n
         };
         let mut pid = 100u64;
-        for case in 0..200 {
-            let cascade = case % 50 == 49;
-            let pages: u64 = if cascade { 2_000 } else { 2 + next(7) };
+        for case in 0..crate::test_size(200, 8) {
+            let cascade = case % 50 == 49 || (cfg!(miri) && case == 7);
+            let pages: u64 = if cascade {
+                crate::test_size(2_000, 40)
+            } else {
+                2 + next(7)
+            };
             let mut model: std::collections::BTreeMap<Option<u64>, Pid> = Default::default();
             let mut groups: Vec<(u64, *mut page::Node<u64, u64>)> = (0..pages)
                 .map(|i| {
