@@ -35,7 +35,7 @@ use crate::research::counters::Stats;
 /// # Thread safety
 /// `BwTree<K, V>` is `Send` and `Sync` exactly when `K` and `V` are both `Send + Sync`: readers on
 /// any thread borrow keys and values, and a replaced value is dropped by whichever thread runs the
-/// epoch collector. A [`Range`](crate::Range) is `Send` under the same condition; a [`Pinned`]
+/// epoch collector. A [`Range`] is `Send` under the same condition; a [`Pinned`]
 /// handle keeps the current thread pinned and stays on it.
 ///
 /// ```compile_fail
