@@ -182,6 +182,14 @@ where
                 Ok(next) => next,
                 Err(_) => self.find_leaf(&At(high), Intent::Read, guard),
             };
+            // The leaf covers `high`, so it ends beyond it: the scan advances.
+            if page
+                .node()
+                .high()
+                .is_some_and(|next_high| next_high <= high)
+            {
+                crate::protocol::progress::keys_out_of_order("a scan");
+            }
         }
         out.len() - start
     }

@@ -116,20 +116,24 @@ where
 
     fn build(config: Config, collector: Option<Collector>) -> Self {
         let table = MappingTable::new();
-        let tree = BwTree {
+        let handles = collector.map(Handles::new);
+        let empty_leaf = page::leaf_base(None, None, Pid::NONE, core::iter::empty());
+        let root = {
+            let guard = match &handles {
+                None => TreeGuard::unpooled(crossbeam_epoch::pin()),
+                Some(handles) => handles.pin(),
+            };
+            table.allocate(empty_leaf, &guard)
+        };
+        // The tree is not shared yet: publication to other threads happens through whatever
+        // shares the tree (a spawn, an `Arc`), which synchronises.
+        BwTree {
             table,
-            root: RootPid::new(Pid::NONE),
+            root: RootPid::new(root),
             stats: Stats::new(config.statistics),
             config,
-            handles: collector.map(Handles::new),
-        };
-        let empty_leaf = page::leaf_base(None, None, Pid::NONE, core::iter::empty());
-        let root = tree.table.allocate(empty_leaf, &tree.guard());
-        // The tree is not shared yet: nothing races with this switch.
-        tree.root
-            .switch(Pid::NONE, root)
-            .expect("an unshared tree's root does not change");
-        tree
+            handles,
+        }
     }
 
     /// The configuration the tree was built with.
@@ -195,12 +199,14 @@ where
     /// The number of levels (1 for a tree that is a single leaf).
     pub fn height(&self) -> usize {
         let guard = &self.guard();
-        let root = self.root.load();
-        let node = self
-            .table
-            .load(root, guard)
-            .expect("the root page always exists");
-        node.meta.level as usize + 1
+        loop {
+            // A collapse may switch the root away and clear the old root's slot between the two
+            // loads; the root names a live page again when read anew.
+            match self.table.load(self.root.pid(guard), guard) {
+                Some(node) => return node.meta.level as usize + 1,
+                None => crate::sync::retry_pause(),
+            }
+        }
     }
 
     /// The number of entries, summed over the leaves from left to right.
@@ -222,6 +228,10 @@ where
                 Err(_) => self.find_leaf(&At(high), Intent::Read, guard),
             };
             let next = page.node();
+            // The leaf covers `high`, so it ends beyond it: the walk advances.
+            if next.high().is_some_and(|next_high| next_high <= high) {
+                crate::protocol::progress::keys_out_of_order("len()");
+            }
             total += if next.low() == Some(high) {
                 next.meta.size as usize
             } else {

@@ -271,9 +271,10 @@ fn sweep(arm: Arm, config: Config, seed: u64, calls: usize, must_interrupt: &[&s
     install_hook();
     let mut reached = 0;
     for n in 1..=calls {
-        // Comparisons are many per operation: spread the armed ones over the workload.
+        // Comparisons are many per operation: spread the armed ones over the workload (the
+        // stride and count reach every step named below for each of several seeds tried).
         let at = match arm {
-            Arm::KeyCompare => 1 + (n - 1) * 97,
+            Arm::KeyCompare => 1 + (n - 1) * 47,
             _ => n,
         };
         if run_once(seed ^ n as u64, at, arm, config.clone()) {
@@ -351,7 +352,7 @@ fn a_panicking_key_comparison_anywhere_leaves_the_tree_consistent() {
         Arm::KeyCompare,
         Config::tiny(),
         0x5eed_0005,
-        120,
+        240,
         &[
             "consolidate",
             "split_into",

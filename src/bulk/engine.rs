@@ -35,6 +35,7 @@ use crate::BwTree;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, NodeRef};
 use crate::protocol::policy::{Action, Trigger};
+use crate::protocol::progress::Attempts;
 use crate::protocol::split::Cut;
 use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::CasKind;
@@ -307,7 +308,7 @@ where
                         pid: page.pid,
                         node: installed,
                     };
-                    if self.action(installed, Trigger::Pass, false) != Action::Nothing {
+                    if self.action(installed, Trigger::Pass, false, guard) != Action::Nothing {
                         run.touched
                             .push((keys[0].clone(), keys[keys.len() - 1].clone()));
                     }
@@ -339,6 +340,7 @@ where
                 Some(p) if p > first => p,
                 _ => first,
             };
+            let mut splits = Attempts::new("a batch's rebalancing");
             loop {
                 let guard = &self.guard();
                 let page = self.find_leaf(&At(&cursor), Intent::Write, guard);
@@ -348,6 +350,7 @@ where
                     run.metrics.splits +=
                         self.split_into(page, Cut::Capacity(self.config.leaf_capacity), guard);
                     // Look again: the leaf now ends earlier (or the split lost a race).
+                    splits.again();
                     continue;
                 }
                 self.maintain(page, guard);

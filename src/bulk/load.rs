@@ -127,11 +127,8 @@ where
                 height += 1;
                 level = build_inner(&tree, height, level, per_page(inner_capacity, 2), guard);
             }
-            let empty_root = tree.root.load();
-            // The tree has not been shared yet: nothing races with this switch.
-            tree.root
-                .switch(empty_root, level[0].1)
-                .expect("an unshared tree's root does not change");
+            let empty_root = tree.root.pid(guard);
+            tree.root.set_unshared(level[0].1, guard);
             // The empty leaf the tree started with was never reachable by another thread.
             tree.table.free_unpublished(empty_root, guard);
         }

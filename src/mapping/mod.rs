@@ -219,7 +219,13 @@ impl<K, V> MappingTable<K, V> {
         child: Pid,
         guard: &'g Guard,
     ) -> Result<Unlinked<'g, K, V>, ()> {
-        root.switch(pid, child).map_err(|_| ())?;
+        // A frozen root is never the root again (its PID is recycled only an epoch after its slot
+        // is cleared, and the caller is pinned), so seeing its PID here means the collapse is not
+        // done yet.
+        let view = root.load(guard);
+        if view.pid() != pid || !root.switch(view, child, guard) {
+            return Err(());
+        }
         // Only the winner of the root CAS gets here, once. The slot is cleared so that no thread
         // loads the old root afterwards; those that loaded it before are pinned and see the
         // collapse delta.

@@ -2,8 +2,9 @@
 //! splits, either on demand ([`BwTree::run_maintenance`]) or on a background thread
 //! ([`BwTree::start_maintenance`]).
 //!
-//! A pass walks the tree level by level, from the root's level down to the leaves, each level left to
-//! right by key (a fresh descent to the page covering the previous page's high key), and for each
+//! A pass walks the tree level by level, from the leaves up to the root's level, each level left to
+//! right by key (a fresh descent to the page covering the previous page's high key, read after the
+//! visit, so the upper half of a split the visit made is visited next), and for each
 //! page does what an operation would have done inline: complete a split that is still the newest node of its chain
 //! (or a removal or collapse in progress), split a page over capacity, merge an under-full page into
 //! its left neighbour, collapse a root with one child, consolidate a chain over its threshold.
@@ -61,11 +62,14 @@ where
     pub fn run_maintenance(&self) -> MaintenanceReport {
         let mut report = MaintenanceReport::default();
         let mut guard = self.guard();
-        let top = self.height() - 1;
-        for level in (0..=top as u8).rev() {
+        // Leaves first, then each level above: a split or merge below changes the level above
+        // (an index entry posted or removed), which this pass then visits; the height is read
+        // again per level, so a root grown during the pass is visited too.
+        let mut level = 0u8;
+        while usize::from(level) < self.height() {
             // The pages of one level, left to right: each visit starts from a fresh descent to the
-            // page that covers `cursor` (the high key of the page visited before), so no page is
-            // held across a repin, and splits and merges meanwhile only move the boundaries.
+            // page that covers `cursor`, so no page is held across a repin, and splits and merges
+            // meanwhile only move the boundaries.
             let mut cursor: Option<K> = None;
             loop {
                 if report.pages % 256 == 255 {
@@ -80,12 +84,25 @@ where
                 let Some(page) = found else { break };
                 report.pages += 1;
                 self.maintain_visited(page.pid, &guard, &mut report);
-                // The page covered the cursor, so its high key lies beyond it: the walk advances.
-                match page.node().high() {
+                // Go on from where the page ends now: a split the visit made leaves the page's
+                // lower part under its PID, and the next visit then reaches the new upper part.
+                // A page whose slot was cleared (merged away; the guard keeps its PID from being
+                // reused) or whose bound now lies at or below the cursor ends where it ended when
+                // found.
+                let now_high = self.table.load(page.pid, &guard).map(|node| node.high());
+                let high = match now_high {
+                    Some(high) if beyond(high, &cursor) => high,
+                    _ => page.node().high(),
+                };
+                match high {
+                    Some(high) if !beyond(Some(high), &cursor) => {
+                        crate::protocol::progress::keys_out_of_order("a maintenance pass")
+                    }
                     Some(high) => cursor = Some(high.clone()),
                     None => break,
                 }
             }
+            level += 1;
         }
         report
     }
@@ -219,5 +236,14 @@ impl Drop for MaintenanceHandle {
                 std::panic::resume_unwind(panic);
             }
         }
+    }
+}
+
+/// Whether the bound `high` (`None`: unbounded) lies beyond the walk's `cursor` (`None`: the
+/// start of the level), so that moving the cursor there advances the walk.
+fn beyond<K: Ord>(high: Option<&K>, cursor: &Option<K>) -> bool {
+    match (high, cursor) {
+        (None, _) | (_, None) => true,
+        (Some(high), Some(cursor)) => high > cursor,
     }
 }

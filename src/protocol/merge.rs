@@ -53,6 +53,26 @@
 //!   routed to the left page: `complete_split` posts its entry all the same (it only treats the
 //!   split as done when the parent routes to the right half, that half was removed, or the split
 //!   page has moved on), so such routes are repaired instead of stalling the split.
+//! - *Collapse vs a merge still pending one level down*: removals at two levels under
+//!   a three-level tree, the root `G` over `A = [-, k)` and `R = [k, -)`, each over two leaves.
+//!   1. T1 removes a leaf under `R`; `R` is left with one child, is frozen, its index-term-delete
+//!      commits on `G`, and `G`, now with one child, collapses into `A`. T1 has not merged `R`
+//!      into `A` yet: `A` is the root with high key `k` and right link `R`.
+//!   2. T2 removes a leaf under `A` (the index-term-delete is posted on `A`), which leaves `A` with
+//!      one child `a1`; `A` is the root, so it collapses into `a1`.
+//!   3. T1 goes on to merge `R` into its left neighbour at level 1, finds no level 1 any more and
+//!      stops. `R` stays frozen and unmerged, and no parent routes to its leaves: the root leaf
+//!      covers `[-, k)` and the keys from `k` on are reachable through its right link alone. The
+//!      next levels to grow get their ranges from the root (`[x, -)`), not from the leaves, so
+//!      `check_invariants` finds children whose ranges end before their parents' do, and a split
+//!      of a leaf right of `k` never completes: its parent routes the separator to a page it does
+//!      not know (`SplitView`, forever), or there is no parent and the split page is not the root.
+//!
+//!   Steps 1 and 2 each collapsed a root whose only child had a right sibling. A collapse now
+//!   requires the child to be alone on its level and merges pending removals into it first (see
+//!   "Root collapse"): in step 1, `G` collapses only once `R` is merged into `A` (by whichever
+//!   thread gets there first), so `A` becomes the root over all of `R`'s leaves as well, and T2's
+//!   removal in step 2 leaves it more than one child.
 //! - *Merge vs an in-flight range scan*: scans keep cursor keys, not pages; a page found removed
 //!   sends them back to the root, and the keys are found in `L`.
 //! - *The leftmost child*: a page that is the first child of its parent (or the leftmost page of its
@@ -69,9 +89,19 @@
 //! the result fits, which packs runs of nearly empty pages after mass removals.
 //!
 //! # Root collapse
-//! When the root is an inner page with a single child, a *collapse* delta freezes it and one CAS on
-//! the tree's root PID makes the child the root; the winner clears the old root's slot and retires
-//! its chain. A thread that meets the collapse delta performs the root CAS itself and restarts.
+//! When the root is an inner page with a single child, and that child is the only page of its level
+//! (it has no right sibling), a *collapse* delta freezes the root and one CAS on the tree's root word
+//! (see `mapping::root`) makes the child the root; the winner clears the old root's slot and retires its
+//! chain. A thread that meets the collapse delta performs the root CAS itself and restarts.
+//!
+//! A single child is not enough: the pages right of it may be removals whose index-term-delete is
+//! committed on the root but whose merge (step 3) is not done yet. Those are merged into the child
+//! first (by the collapsing thread, helping along); a root whose only child still has a live right
+//! sibling (the right half of the child's own unfinished split) is left as it is. So the root always
+//! covers the whole key space, and a collapse never drops a level that still holds a page. The
+//! check reads the child after the root's head, and the freeze is a CAS on that head: a split of
+//! the child after the check either posts its entry on the root first (the freeze fails) or finds
+//! the root collapsed and grows a new root over the two halves.
 
 use crossbeam_epoch::Guard;
 
@@ -80,6 +110,7 @@ use crate::memory::reclaim::retire;
 use crate::page::chain::{self, At, Below};
 use crate::page::{self, Body, Removal, RemovalState};
 use crate::protocol::policy::MergeAttempt;
+use crate::protocol::progress::Attempts;
 use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::{CasKind, Counter};
 use crate::sync::{Arc, retry_pause};
@@ -332,28 +363,35 @@ where
         }
     }
 
-    /// Freezes a root that has a single child and makes the child the root.
+    /// Freezes a root that has a single child and makes the child the root, once the child is the
+    /// only page of its level (see "Root collapse" in the module docs).
     pub(crate) fn try_collapse(&self, page: PageRef<'_, K, V>, guard: &Guard) {
         if self.finish_top_smo(page, guard).is_err() {
             return;
         }
         let children = chain::collect_inner(page.node());
         let [(_, child)] = children[..] else { return };
-        // The child must not show a split delta on top: once it is the root, a split delta on top
-        // would look unfinished (no parent level), and completing it would grow a root over a right
-        // sibling that may have been merged away since. Consolidate it away first; read after the
-        // root's head, so a split after this check changes the root (its entry, or its removal)
-        // and the collapse CAS below fails.
-        let Some(child_node) = self.table.load(child, guard) else {
-            return;
-        };
-        if let Body::Split(_) = child_node.body() {
-            let child_page = PageRef {
-                pid: child,
-                node: child_node,
-            };
-            if self.consolidate(child_page, guard).is_none() {
+        // The child is the leftmost page of its level; it is the only one when it has no right
+        // sibling. Read after the root's head. A right sibling the root no longer routes to is a
+        // page whose removal was committed before its merge (step 3) was done: finish that merge,
+        // into the child, and look again. A live right sibling (the right half of the child's own
+        // unfinished split) keeps the root as it is.
+        let mut attempts = Attempts::new("a root collapse");
+        loop {
+            let Some(child_node) = self.table.load(child, guard) else {
                 return;
+            };
+            let Some(high) = child_node.high() else {
+                break;
+            };
+            match self.settle(child_node.meta.right, &At(high), Intent::Read, guard) {
+                // The right sibling was frozen (its removal has been helped along) or is gone
+                // (merged already): the child's range has grown since we read it.
+                Err(_) => {
+                    attempts.again();
+                    retry_pause();
+                }
+                Ok(_) => return,
             }
         }
         let frozen = self.table.cas(

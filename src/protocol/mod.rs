@@ -9,6 +9,7 @@ pub(crate) mod consolidate;
 pub(crate) mod maintenance;
 pub(crate) mod merge;
 pub(crate) mod policy;
+pub(crate) mod progress;
 pub(crate) mod split;
 pub(crate) mod traverse;
 pub(crate) mod write;

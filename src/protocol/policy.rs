@@ -92,6 +92,7 @@ where
         page: PageRef<'_, K, V>,
         trigger: Trigger,
         merge_declined: bool,
+        guard: &Guard,
     ) -> Action {
         let node = page.node();
         let level = node.meta.level;
@@ -120,10 +121,14 @@ where
             Trigger::Merged => merge_threshold > 0,
             Trigger::Post | Trigger::Pass => size < merge_threshold,
         };
-        if under_full && !merge_declined && !self.is_root(page.pid) {
+        if under_full && !merge_declined && !self.is_root(page.pid, guard) {
             return Action::Merge;
         }
-        if trigger != Trigger::Merged && size == 1 && !node.is_leaf() && self.is_root(page.pid) {
+        if trigger != Trigger::Merged
+            && size == 1
+            && !node.is_leaf()
+            && self.is_root(page.pid, guard)
+        {
             return Action::Collapse;
         }
         if node.meta.depth as usize > threshold {
@@ -145,7 +150,7 @@ where
         let mut merge_declined = false;
         let mut merged_any = false;
         loop {
-            return match self.action(page, trigger, merge_declined) {
+            return match self.action(page, trigger, merge_declined, guard) {
                 Action::Split if self.split(page, guard) => Applied::Split,
                 Action::Merge => match self.try_merge(page, guard) {
                     MergeAttempt::Declined => {
@@ -182,8 +187,8 @@ where
     }
 
     /// Whether `pid` is the root page now.
-    pub(crate) fn is_root(&self, pid: crate::mapping::Pid) -> bool {
-        self.root.is(pid)
+    pub(crate) fn is_root(&self, pid: crate::mapping::Pid, guard: &Guard) -> bool {
+        self.root.is(pid, guard)
     }
 
     /// Capacity and chain threshold of pages at `level` (threshold 0 with

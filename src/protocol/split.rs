@@ -310,16 +310,16 @@ where
         right: Pid,
         guard: &Guard,
     ) -> Result<(), Restart> {
-        let root = self.root.load();
-        if root != page.pid {
+        let root = self.root.load(guard);
+        if root.pid() != page.pid {
             // Another thread already grew the tree (a parent level will now be found), or the page
             // is no longer the root. (The cause is not counted: the caller retries its own step.)
             return Err(Restart(RestartCause::SplitView));
         }
         // The page may have become the root by a collapse of its parent after our caller checked
-        // the right half: then the split was complete and its right half has been removed since
-        // (a collapse needs the parent down to one child). The root load above is ordered after the
-        // collapse, which is ordered after that removal's commit, so this check sees it.
+        // the right half: then the split was complete and its right half has been merged into the
+        // page since (a collapse needs the page to be alone on its level). The root load above is
+        // ordered after the collapse, which is ordered after that removal, so this check sees it.
         if self.sibling_removed(right, guard) {
             return Ok(());
         }
@@ -333,14 +333,16 @@ where
             &[page.pid, right],
         );
         let new_pid = self.table.allocate(new_root, guard);
-        let switched = self.root.switch(root, new_pid);
-        self.stats.cas(CasKind::RootGrow, switched.is_ok());
-        match switched {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                self.table.free_unpublished(new_pid, guard);
-                Err(Restart(RestartCause::SplitView))
-            }
+        // Fails if the root was switched since the load above, even if a collapse has made the
+        // page the root again since (see `mapping::root`): then its split was completed by
+        // another grow.
+        let switched = self.root.switch(root, new_pid, guard);
+        self.stats.cas(CasKind::RootGrow, switched);
+        if switched {
+            Ok(())
+        } else {
+            self.table.free_unpublished(new_pid, guard);
+            Err(Restart(RestartCause::SplitView))
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::mapping::Pid;
 use crate::page::chain::{self, Probe};
 use crate::page::{Body, Kind, NodeRef, RemovalState};
 use crate::protocol::policy::Trigger;
+use crate::protocol::progress::Attempts;
 use crate::research::counters::Local;
 use crate::research::fault::{self, Fault};
 use crate::research::stats::{RestartCause, SmoKind};
@@ -118,6 +119,9 @@ where
         intent: Intent,
         guard: &'g Guard,
     ) -> Result<PageRef<'g, K, V>, Restart> {
+        // Right moves follow right links, which end at the rightmost page of the level; under a
+        // broken `Ord` they could go on around pages that keep splitting.
+        let mut moves = Attempts::new("a move right along a level");
         loop {
             let Some(node) = self.table.load(pid, guard) else {
                 return Err(Restart(RestartCause::PageGone));
@@ -131,6 +135,7 @@ where
                 }
                 pid = node.meta.right;
                 debug_assert!(!pid.is_none(), "a bounded page always has a right sibling");
+                moves.again();
                 continue;
             }
             if intent == Intent::Write && node.kind == Kind::Split {
@@ -195,6 +200,7 @@ where
         stats: Option<Local<'_>>,
         mut attempt: impl FnMut() -> Result<T, Restart>,
     ) -> T {
+        let mut attempts = Attempts::new("a descent");
         loop {
             match attempt() {
                 Ok(result) => return result,
@@ -202,6 +208,7 @@ where
                     if let Some(stats) = stats {
                         stats.restart(cause);
                     }
+                    attempts.again();
                     retry_pause();
                 }
             }
@@ -218,7 +225,7 @@ where
         guard: &'g Guard,
         stats: Option<Local<'_>>,
     ) -> Result<Option<PageRef<'g, K, V>>, Restart> {
-        let root = self.root.load();
+        let root = self.root.pid(guard);
         // A root below the target level means the level does not exist. Checked before settling
         // on the root: settling may help a split of the root, and helping a split is what asks
         // for the level above it, so doing it here would recurse.

@@ -18,6 +18,7 @@ use crate::BwTree;
 use crate::mapping::Pid;
 use crate::page::chain::{self, At};
 use crate::page::{self, OwnedNode};
+use crate::protocol::progress::Attempts;
 use crate::protocol::traverse::{Intent, PageRef, Restart};
 use crate::research::stats::{CasKind, OpKind};
 
@@ -39,6 +40,7 @@ where
         let op = self.stats.op(OpKind::Insert);
         let mut page = self.find_leaf_counted(&At(&key), Intent::Write, guard, op.local());
         let mut delta = page::insert_delta(page.node(), key, value, 0, None);
+        let mut attempts = Attempts::new("an insert");
         loop {
             let node = page.node();
             let found = chain::leaf_lookup(node, delta.data_key());
@@ -62,6 +64,7 @@ where
                     return previous;
                 }
                 Err(lost) => {
+                    attempts.again();
                     delta = lost;
                     page = self.relocate(page.pid, delta.data_key(), guard);
                 }
@@ -74,6 +77,7 @@ where
         let op = self.stats.op(OpKind::Remove);
         let mut page = self.find_leaf_counted(&At(key), Intent::Write, guard, op.local());
         let mut delta: Option<OwnedNode<K, V>> = None;
+        let mut attempts = Attempts::new("a remove");
         loop {
             let node = page.node();
             let found = chain::leaf_lookup(node, key);
@@ -100,6 +104,7 @@ where
                     return Some(previous);
                 }
                 Err(lost) => {
+                    attempts.again();
                     delta = Some(lost);
                     page = self.relocate(page.pid, key, guard);
                 }

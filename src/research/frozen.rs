@@ -92,7 +92,7 @@ where
             self.consolidate_inner_pages(guard);
             self.cache_child_heads(guard);
             self.table
-                .load(self.root.load(), guard)
+                .load(self.root.pid(guard), guard)
                 .expect("the root page always exists")
                 .as_ptr()
         };

@@ -52,7 +52,7 @@ where
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let guard = &self.guard();
         // Acquire: pairs with the Release CAS that installed the root.
-        let root = self.root.load();
+        let root = self.root.pid(guard);
         let root_level = self
             .node_at(root, guard)
             .map_or(0, |n| n.meta.level as usize);
@@ -197,7 +197,7 @@ where
         use fmt::Write;
         let guard = &self.guard();
         let mut out = String::new();
-        let _ = writeln!(out, "root {:?}", self.root.load());
+        let _ = writeln!(out, "root {:?}", self.root.pid(guard).0);
         for raw in 1..=self.table.high_water() {
             let Some(head) = self.table.load(Pid(raw), guard) else {
                 continue;

@@ -1,5 +1,6 @@
 //! The environment knobs of the long-running checks: a seed that can be fixed to repeat a run, and
 //! counts that can only be raised.
+#![allow(dead_code)]
 
 /// A seed for a test run: the value of the environment variable `name` if it is set and parses,
 /// otherwise one derived from the current time. Tests print it on failure so a run can be repeated
