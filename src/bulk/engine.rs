@@ -215,7 +215,9 @@ where
         run: &mut Run<'_, K>,
         guard: &'g Guard,
     ) -> Result<usize, Stop<K, E>> {
+        let mut attempts = Attempts::new("a batch's leaf group");
         loop {
+            attempts.again();
             let node = page.node();
             let group = &mut scratch.group;
             // The page may have split since the group was formed: hand back what it lost.

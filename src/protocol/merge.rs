@@ -258,7 +258,9 @@ where
             .low()
             .expect("the leftmost page of a level is never removed");
         let level = node.meta.level;
+        let mut attempts = Attempts::new("a removal's decision");
         loop {
+            attempts.again();
             let state = removal.state();
             if state != RemovalState::Pending {
                 return state;
@@ -331,7 +333,9 @@ where
             .low()
             .expect("the leftmost page of a level is never removed");
         let level = removed.meta.level;
+        let mut attempts = Attempts::new("a merge");
         loop {
+            attempts.again();
             let left = self.descend(&Below(low), level, Intent::Write, guard)?;
             let left_node = left.node();
             match left_node.high() {

@@ -42,6 +42,7 @@ use crate::memory::reclaim::retire;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, NodeRef, OwnedNode, RemovalState};
 use crate::protocol::consolidate::{cloned_records, split_children};
+use crate::protocol::progress::Attempts;
 use crate::protocol::traverse::{Intent, PageRef, Restart};
 use crate::research::stats::{CasKind, Counter, RestartCause};
 use crate::sync::retry_pause;
@@ -199,7 +200,9 @@ where
         if self.sibling_removed(*right, guard) {
             return Ok(false);
         }
+        let mut attempts = Attempts::new("a split's index entry");
         loop {
+            attempts.again();
             let Some(parent) = self.descend(&At(separator), level + 1, Intent::Write, guard) else {
                 // The split page is (or was) the root.
                 match self.grow_root(page, separator, *right, guard) {
