@@ -73,7 +73,9 @@ use crate::research::counters::Stats;
 ///
 /// An `Ord` that is not a total order (or changes while keys are in the tree) is a logic error,
 /// as for [`BTreeMap`](std::collections::BTreeMap): results are unspecified (missing or duplicate
-/// keys, wrong answers, a panic), but never undefined behaviour.
+/// keys, wrong answers, a panic), but never undefined behaviour, and every call ends: a loop that
+/// cannot make progress gives up with a panic whose message names the `Ord`
+/// (`tests/broken_ord.rs` checks flipped, random and non-transitive orders).
 pub struct BwTree<K = u64, V = u64> {
     pub(crate) table: MappingTable<K, V>,
     /// PID of the root page.

@@ -35,7 +35,7 @@ use crate::BwTree;
 use crate::page::chain::{self, At};
 use crate::page::{self, Body, NodeRef};
 use crate::protocol::policy::{Action, Trigger};
-use crate::protocol::progress::Attempts;
+use crate::protocol::progress::{Attempts, keys_out_of_order};
 use crate::protocol::split::Cut;
 use crate::protocol::traverse::{Intent, PageRef};
 use crate::research::stats::CasKind;
@@ -224,6 +224,11 @@ where
             let keep = group.partition_point(|e| node.below_high(&e.key));
             for entry in group.drain(keep..).rev() {
                 queue.push_front(entry);
+            }
+            // The group's first key was routed to this page, which keeps it after a split (a
+            // split hands on the upper half), unless the key type's order is broken.
+            if group.is_empty() {
+                keys_out_of_order("a batch's leaf group");
             }
             let appending = beyond_every_key(node, &group[0].key);
             // Each entry's verdict and current value, in group order.

@@ -317,7 +317,10 @@ impl<K, V> LeafPageWriter<K, V> {
     #[inline]
     fn push(&mut self, key: K, value: V) {
         let i = self.page.initialised;
-        assert!(i < self.len, "more records than the page's length");
+        assert!(
+            i < self.len,
+            "more records than the page's length (a merge of sorted runs fell out of step: is the key type's `Ord` a total order?)"
+        );
         // SAFETY: slot `i < len` of both arrays is in bounds and written exactly once.
         unsafe {
             self.keys.add(i).write(key);
@@ -338,7 +341,7 @@ impl<K, V> LeafPageWriter<K, V> {
         let n = keys.len();
         assert!(
             n == values.len() && start + n <= self.len,
-            "more records than the page's length"
+            "more records than the page's length (a merge of sorted runs fell out of step: is the key type's `Ord` a total order?)"
         );
         // SAFETY: slots `start..start + n` of both arrays are in bounds (checked above), not yet
         // written (`initialised` counts the written ones) and the page is ours alone. If a
@@ -356,7 +359,7 @@ impl<K, V> LeafPageWriter<K, V> {
     fn finish(self) -> OwnedNode<K, V> {
         assert_eq!(
             self.page.initialised, self.len,
-            "fewer records than the page's length (an ExactSizeIterator reported a wrong length?)"
+            "fewer records than the page's length (an ExactSizeIterator reported a wrong length, or the key type's `Ord` is not a total order)"
         );
         finish(self.page)
     }

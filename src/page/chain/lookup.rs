@@ -87,7 +87,7 @@ pub(crate) fn leaf_lookup<'g, K: Ord, V>(head: NodeRef<'g, K, V>, key: &K) -> Le
     let value = if head.meta.slots & page::slot_bit(position) == 0 {
         debug_assert!(
             in_base.map(|v| v as *const V) == walk_leaf(head, key).map(|v| v as *const V),
-            "the lookup shortcut disagrees with the chain"
+            "the lookup shortcut disagrees with the chain (a crate bug, or a key type whose `Ord` is not a total order)"
         );
         in_base
     } else {
